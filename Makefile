@@ -1,0 +1,29 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv and install
+# numgru into it (editable, with its test extras) when there is none.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench golden clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/seed_example.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cpu.py
+
+golden: $(STAMP)
+	$(PY) tests/golden/make_golden.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,358 @@
+"""GRU and GRUCell layers with PyTorch's API, names and semantics, on any numgru backend.
+
+This module owns the parameters (one flat buffer with named views, so that an optimizer update is
+one loop), checks every input once, stacks layers and directions, applies lengths and dropout, and
+hands the per-layer, per-direction work to the backend module that backend.py picks. It never
+computes a GRU step itself.
+"""
+
+import math
+import threading
+
+import numpy as np
+
+from . import backend
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _as_dtype(dtype):
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _DTYPES:
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(_DTYPES[name])
+
+
+def _positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _as_float_array(name, value, dtype):
+    """np.asarray(value) cast to dtype, refusing what is not numeric or not finite."""
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        raise TypeError(f"{name}: got a device array; this layer runs on the host "
+                        f"(device='cpu' or 'numpy'): copy it to a numpy array first")
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected a real array, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf (first at index "
+                         f"{tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])})")
+    return arr
+
+
+def _check_shape(name, arr, expected):
+    if arr.shape != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
+
+
+class _Parameters:
+    """Named parameters and their gradients as views into two flat buffers (the optimizer's view)."""
+
+    def _init_parameters(self, shapes, hidden_size, dtype, rng):
+        self._shapes = dict(shapes)
+        total = sum(math.prod(s) for s in self._shapes.values())
+        self.flat_params = np.empty(total, dtype)
+        self.flat_grads = np.zeros(total, dtype)
+        self.params, self.grads = {}, {}
+        offset = 0
+        bound = 1.0 / math.sqrt(hidden_size)
+        for name, shape in self._shapes.items():
+            size = math.prod(shape)
+            self.params[name] = self.flat_params[offset:offset + size].reshape(shape)
+            self.grads[name] = self.flat_grads[offset:offset + size].reshape(shape)
+            # PyTorch's default: every parameter from U(-1/sqrt(H), 1/sqrt(H)).
+            self.params[name][...] = rng.uniform(-bound, bound, size=shape)
+            offset += size
+
+    def state_dict(self):
+        """Copies of the parameters, by PyTorch's names."""
+        return {name: p.copy() for name, p in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters in from a dict name -> array (PyTorch's names and shapes); all or nothing."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+        missing = sorted(set(self._shapes) - set(state_dict))
+        extra = sorted(set(state_dict) - set(self._shapes))
+        if missing or extra:
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {extra} "
+                             f"(expected exactly {list(self._shapes)})")
+        staged = {}
+        for name, shape in self._shapes.items():
+            value = state_dict[name]
+            if hasattr(value, "detach"):  # a torch tensor: take its values, never its graph
+                value = value.detach().cpu().numpy()
+            arr = _as_float_array(f"state_dict[{name!r}]", value, self.flat_params.dtype)
+            _check_shape(f"state_dict[{name!r}]", arr, shape)
+            staged[name] = arr
+        for name, arr in staged.items():
+            self.params[name][...] = arr
+
+    def zero_grad(self):
+        """Set every gradient to zero (backward adds into them)."""
+        self.flat_grads[...] = 0
+
+    def parameters(self):
+        """(name, parameter view, gradient view) triples, in state_dict order."""
+        return [(name, self.params[name], self.grads[name]) for name in self._shapes]
+
+
+class GRU(_Parameters):
+    """Multi-layer, optionally bidirectional GRU, the drop-in counterpart of torch.nn.GRU.
+
+    reset_after=True is PyTorch's / cuDNN's variant, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
+    reset_after=False is the original one, n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
+                 dropout=0.0, bidirectional=False, reset_after=True, dtype="float32",
+                 device="auto", seed=None):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.reset_after = bool(reset_after)
+        self.dtype = _as_dtype(dtype)
+        self.device = backend.resolve(device)
+        self._backend = backend.get(self.device)
+        self._rng = np.random.default_rng(seed)
+        self.num_directions = 2 if self.bidirectional else 1
+        H, D = self.hidden_size, self.num_directions
+        shapes = {}
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else D * H
+            for s in self._suffixes():
+                shapes[f"weight_ih_l{k}{s}"] = (3 * H, in_k)
+                shapes[f"weight_hh_l{k}{s}"] = (3 * H, H)
+                if self.bias:
+                    shapes[f"bias_ih_l{k}{s}"] = (3 * H,)
+                    shapes[f"bias_hh_l{k}{s}"] = (3 * H,)
+        self._init_parameters(shapes, H, self.dtype, self._rng)
+        self._zero_bias = np.zeros(3 * H, self.dtype)
+        self._tape = threading.local()  # what backward needs, per calling thread
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def __repr__(self):
+        return (f"GRU({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, reset_after={self.reset_after}, "
+                f"dtype={self.dtype.name}, device={self.device!r})")
+
+    # -- input checks (once, here; the backends trust what they get) --
+
+    def _check_inputs(self, x, h0, lengths):
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim != 3:
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(f"x: expected a 3-D array {layout}, got {x.ndim}-D shape {x.shape}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
+                             f"{x.shape}")
+        if self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        T, B, _ = x.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"x: expected at least one step and one sequence, got shape {x.shape}")
+        LD = self.num_layers * self.num_directions
+        if h0 is None:
+            h0 = np.zeros((LD, B, self.hidden_size), self.dtype)
+        else:
+            h0 = _as_float_array("h0", h0, self.dtype)
+            _check_shape("h0", h0, (LD, B, self.hidden_size))
+        lengths = _check_lengths(lengths, B, T)
+        return x, h0, lengths
+
+    # -- forward and backward --
+
+    def __call__(self, x, h0=None, lengths=None):
+        """Inference: (y, h_n); keeps nothing for backward."""
+        return self.forward(x, h0, lengths, train=False)
+
+    def forward(self, x, h0=None, lengths=None, train=False):
+        """(y, h_n). With train=True, keeps what backward needs and applies dropout."""
+        x, h0, lengths = self._check_inputs(x, h0, lengths)
+        be, H, D = self._backend, self.hidden_size, self.num_directions
+        T, B, _ = x.shape
+        layer_in = x
+        h_n = np.empty((self.num_layers * D, B, H), self.dtype)
+        caches, masks = [], []
+        for k in range(self.num_layers):
+            outs = []
+            for d, s in enumerate(self._suffixes()):
+                w_ih, w_hh, b_ih, b_hh = self._weights(k, s)
+                y_d, h_n[k * D + d], cache = be.forward(
+                    layer_in, h0[k * D + d], w_ih, w_hh, b_ih, b_hh, lengths,
+                    reverse=(d == 1), reset_after=self.reset_after, train=train)
+                outs.append(y_d)
+                caches.append(cache)
+            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+            if train and self.dropout > 0 and k < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = (self._rng.random(layer_out.shape) < keep).astype(self.dtype) / keep
+                layer_out = layer_out * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            layer_in = layer_out
+        if train:
+            self._tape.value = (caches, masks, x.shape, B, T)
+        y = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
+        return np.ascontiguousarray(y), h_n
+
+    def backward(self, dy, dh_n=None):
+        """BPTT for the last forward(train=True) of this thread: returns (dx, dh0), adds to grads."""
+        tape = getattr(self._tape, "value", None)
+        if tape is None:
+            raise RuntimeError("backward: call forward(x, ..., train=True) first (inference calls "
+                               "keep nothing, and each forward allows one backward)")
+        caches, masks, x_shape, B, T = tape
+        H, D = self.hidden_size, self.num_directions
+        y_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        dy = _as_float_array("dy", dy, self.dtype)
+        _check_shape("dy", dy, y_shape)
+        LD = self.num_layers * D
+        if dh_n is None:
+            dh_n = np.zeros((LD, B, H), self.dtype)
+        else:
+            dh_n = _as_float_array("dh_n", dh_n, self.dtype)
+            _check_shape("dh_n", dh_n, (LD, B, H))
+        self._tape.value = None
+        d_out = np.ascontiguousarray(dy.transpose(1, 0, 2)) if self.batch_first else dy
+        dh0 = np.empty((LD, B, H), self.dtype)
+        for k in reversed(range(self.num_layers)):
+            if masks[k] is not None:
+                d_out = d_out * masks[k]
+            d_in = None
+            for d, s in enumerate(self._suffixes()):
+                dy_d = np.ascontiguousarray(d_out[:, :, d * H:(d + 1) * H])
+                dx_d, dh0[k * D + d], dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(
+                    caches[k * D + d], dy_d, dh_n[k * D + d])
+                self.grads[f"weight_ih_l{k}{s}"] += dw_ih
+                self.grads[f"weight_hh_l{k}{s}"] += dw_hh
+                if self.bias:
+                    self.grads[f"bias_ih_l{k}{s}"] += db_ih
+                    self.grads[f"bias_hh_l{k}{s}"] += db_hh
+                d_in = dx_d if d_in is None else d_in + dx_d
+            d_out = d_in
+        dx = d_out.transpose(1, 0, 2) if self.batch_first else d_out
+        return np.ascontiguousarray(dx), dh0
+
+    def _weights(self, k, s):
+        p = self.params
+        if self.bias:
+            return p[f"weight_ih_l{k}{s}"], p[f"weight_hh_l{k}{s}"], p[f"bias_ih_l{k}{s}"], \
+                p[f"bias_hh_l{k}{s}"]
+        return p[f"weight_ih_l{k}{s}"], p[f"weight_hh_l{k}{s}"], self._zero_bias, self._zero_bias
+
+
+def _check_lengths(lengths, B, T):
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    arr = np.asarray(lengths)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths: expected an integer array of shape ({B},), got dtype "
+                            f"{arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got "
+                         f"{arr.shape}")
+    if arr.min() < 1 or arr.max() > T:
+        raise ValueError(f"lengths: expected every length in [1, {T}] (T = {T}), got min "
+                         f"{int(arr.min())}, max {int(arr.max())}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class GRUCell(_Parameters):
+    """One GRU step, h1 = cell(x, h), the counterpart of torch.nn.GRUCell (for streaming)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype="float32",
+                 device="auto", seed=None):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        self.reset_after = bool(reset_after)
+        self.dtype = _as_dtype(dtype)
+        self.device = backend.resolve(device)
+        self._backend = backend.get(self.device)
+        H = self.hidden_size
+        shapes = {"weight_ih": (3 * H, self.input_size), "weight_hh": (3 * H, H)}
+        if self.bias:
+            shapes.update(bias_ih=(3 * H,), bias_hh=(3 * H,))
+        self._init_parameters(shapes, H, self.dtype, np.random.default_rng(seed))
+        self._zero_bias = np.zeros(3 * H, self.dtype)
+        self._one = np.ones(1, np.int64)
+        self._tape = threading.local()
+
+    def __repr__(self):
+        return (f"GRUCell({self.input_size}, {self.hidden_size}, reset_after={self.reset_after}, "
+                f"dtype={self.dtype.name}, device={self.device!r})")
+
+    def __call__(self, x, h=None):
+        """h1 for one step: x (B, I) or (I,), h like x with H features (None = zeros)."""
+        return self.forward(x, h, train=False)
+
+    def forward(self, x, h=None, train=False):
+        x = _as_float_array("x", x, self.dtype)
+        unbatched = x.ndim == 1
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x: expected a 2-D array (B, I) or a 1-D array (I,), got "
+                             f"{x.ndim}-D shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
+                             f"{x.shape}")
+        x2 = x.reshape(1, -1, self.input_size)  # (T=1, B, I)
+        B = x2.shape[1]
+        h_shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+        if h is None:
+            h2 = np.zeros((B, self.hidden_size), self.dtype)
+        else:
+            h2 = _as_float_array("h", h, self.dtype)
+            _check_shape("h", h2, h_shape)
+            h2 = h2.reshape(B, self.hidden_size)
+        p = self.params
+        b_ih = p["bias_ih"] if self.bias else self._zero_bias
+        b_hh = p["bias_hh"] if self.bias else self._zero_bias
+        lengths = self._one if B == 1 else np.ones(B, np.int64)
+        _, h1, cache = self._backend.forward(x2, h2, p["weight_ih"], p["weight_hh"], b_ih, b_hh,
+                                             lengths, reverse=False, reset_after=self.reset_after,
+                                             train=train)
+        if train:
+            self._tape.value = (cache, x.shape, h_shape)
+        return h1.reshape(h_shape)
+
+    def backward(self, dh1):
+        """Gradient of one step: returns (dx, dh) and adds to grads."""
+        tape = getattr(self._tape, "value", None)
+        if tape is None:
+            raise RuntimeError("backward: call forward(x, h, train=True) first")
+        cache, x_shape, h_shape = tape
+        dh1 = _as_float_array("dh1", dh1, self.dtype)
+        _check_shape("dh1", dh1, h_shape)
+        self._tape.value = None
+        B = 1 if len(h_shape) == 1 else h_shape[0]
+        dy = np.zeros((1, B, self.hidden_size), self.dtype)
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(
+            cache, dy, dh1.reshape(B, self.hidden_size))
+        self.grads["weight_ih"] += dw_ih
+        self.grads["weight_hh"] += dw_hh
+        if self.bias:
+            self.grads["bias_ih"] += db_ih
+            self.grads["bias_hh"] += db_hh
+        return dx.reshape(x_shape), dh.reshape(h_shape)

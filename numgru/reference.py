@@ -1,0 +1,134 @@
+"""NumPy reference GRU: forward and backward for one layer and one direction, written for clarity.
+
+This is the truth the compiled backends (cpu.py, cuda.py) are tested against; it is not meant to be
+fast. Every backend module exposes `forward` and `backward` with exactly these signatures.
+
+Conventions shared by all backends (checked once, in layers.py, never here):
+- time-major arrays: x (T, B, I), y (T, B, H); h0 and h_n (B, H);
+- w_ih (3H, I), w_hh (3H, H), b_ih and b_hh (3H,), gate rows in PyTorch's order r, z, n;
+- lengths: int64 (B,), each in [1, T]; step t of sequence b is valid when t < lengths[b];
+- reverse=True runs t = T-1 .. 0; invalid steps keep the state and output 0, so the reverse direction
+  of sequence b starts from h0 at its last valid step (PyTorch's packed-sequence semantics);
+- everything is computed in x's dtype (float32 or float64).
+
+Equations (DESIGN.md), with gi = W_i* x + b_i* and gh = W_h* h + b_h*:
+    r = σ(gi_r + gh_r),  z = σ(gi_z + gh_z)
+    reset_after=True:  n = tanh(gi_n + r ⊙ gh_n)
+    reset_after=False: n = tanh(gi_n + W_hn (r ⊙ h) + b_hn)
+    h' = (1 − z) ⊙ n + z ⊙ h
+"""
+
+import numpy as np
+
+from ._cache import GRUCache
+
+
+def _sigmoid(a):
+    # Split by sign so that exp never overflows: σ(a) = 1/(1+e^-a) = e^a/(1+e^a).
+    out = np.empty_like(a)
+    pos = a >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-a[pos]))
+    e = np.exp(a[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _step_order(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
+    """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dtype = x.dtype
+    # The input projection of every step at once: (T, B, 3H).
+    gi = x @ w_ih.T + b_ih
+    y = np.zeros((T, B, H), dtype)
+    if train:
+        h_prev = np.zeros((T, B, H), dtype)  # state entering step t
+        gates = np.zeros((T, B, 3 * H), dtype)  # r, z, n after their nonlinearities
+        hn = np.zeros((T, B, H), dtype)  # W_hn h + b_hn (reset_after=True only)
+    h = h0.copy()
+    for t in _step_order(T, reverse):
+        valid = (t < lengths)[:, None]  # (B, 1)
+        if reset_after:
+            gh = h @ w_hh.T + b_hh
+            r = _sigmoid(gi[t, :, :H] + gh[:, :H])
+            z = _sigmoid(gi[t, :, H:2 * H] + gh[:, H:2 * H])
+            n = np.tanh(gi[t, :, 2 * H:] + r * gh[:, 2 * H:])
+            hn_t = gh[:, 2 * H:]
+        else:
+            gh_rz = h @ w_hh[:2 * H].T + b_hh[:2 * H]
+            r = _sigmoid(gi[t, :, :H] + gh_rz[:, :H])
+            z = _sigmoid(gi[t, :, H:2 * H] + gh_rz[:, H:])
+            n = np.tanh(gi[t, :, 2 * H:] + (r * h) @ w_hh[2 * H:].T + b_hh[2 * H:])
+            hn_t = None
+        h_new = (1 - z) * n + z * h
+        if train:
+            h_prev[t] = h
+            gates[t] = np.where(valid, np.concatenate([r, z, n], axis=1), 0)
+            if reset_after:
+                hn[t] = np.where(valid, hn_t, 0)
+        h = np.where(valid, h_new, h)
+        y[t] = np.where(valid, h_new, 0)
+    cache = None
+    if train:
+        cache = GRUCache(x=x, h_prev=h_prev, gates=gates, hn=hn if reset_after else None,
+                         w_ih=w_ih, w_hh=w_hh, lengths=lengths, reverse=reverse,
+                         reset_after=reset_after)
+    return y, h, cache
+
+
+def backward(cache, dy, dh_n):
+    """Backpropagation through time for `forward(..., train=True)`.
+
+    dy (T,B,H) and dh_n (B,H) are the gradients of the loss with respect to y and h_n. Returns
+    (dx (T,B,I), dh0 (B,H), dw_ih (3H,I), dw_hh (3H,H), db_ih (3H,), db_hh (3H,)), fresh arrays.
+    """
+    x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    lengths = cache.lengths
+    dgi = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the pre-activations from the input side
+    dgh = np.zeros((T, B, 3 * H), x.dtype)  # ... and from the hidden side (n rows: see below)
+    hid_in = cache.h_prev.copy()  # what W_hh's rows multiply: h, or r ⊙ h for the n rows (reset_after=False)
+    dh = dh_n.copy()
+    # Walk the steps in the opposite order of the forward pass.
+    for t in reversed(list(_step_order(T, cache.reverse))):
+        valid = (t < lengths)[:, None]
+        h = cache.h_prev[t]
+        r = cache.gates[t, :, :H]
+        z = cache.gates[t, :, H:2 * H]
+        n = cache.gates[t, :, 2 * H:]
+        dh_new = np.where(valid, dh + dy[t], 0)  # invalid steps pass dh through untouched
+        dn = dh_new * (1 - z)
+        dz = dh_new * (h - n)
+        da_n = dn * (1 - n * n)
+        da_z = dz * z * (1 - z)
+        if cache.reset_after:
+            hn = cache.hn[t]
+            da_r = da_n * hn * r * (1 - r)
+            dgh_t = np.concatenate([da_r, da_z, da_n * r], axis=1)
+            dh_prev = dh_new * z + dgh_t @ w_hh
+        else:
+            d_rh = da_n @ w_hh[2 * H:]  # gradient of r ⊙ h
+            da_r = d_rh * h * r * (1 - r)
+            dgh_t = np.concatenate([da_r, da_z, da_n], axis=1)
+            dh_prev = dh_new * z + dgh_t[:, :2 * H] @ w_hh[:2 * H] + d_rh * r
+            hid_in[t, :, :] = r * h
+        dgi[t] = np.concatenate([da_r, da_z, da_n], axis=1)
+        dgh[t] = dgh_t
+        dh = np.where(valid, dh_prev, dh)
+    # Reductions over all T·B rows.
+    dgi2 = dgi.reshape(T * B, 3 * H)
+    dgh2 = dgh.reshape(T * B, 3 * H)
+    dx = (dgi2 @ w_ih).reshape(x.shape)
+    dw_ih = dgi2.T @ x.reshape(T * B, -1)
+    h2 = cache.h_prev.reshape(T * B, H)
+    dw_hh = np.empty_like(w_hh)
+    dw_hh[:2 * H] = dgh2[:, :2 * H].T @ h2
+    dw_hh[2 * H:] = dgh2[:, 2 * H:].T @ hid_in.reshape(T * B, H)
+    db_ih = dgi2.sum(axis=0)
+    db_hh = dgh2.sum(axis=0)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
