@@ -97,6 +97,24 @@ class _Parameters:
         for name, arr in staged.items():
             self.params[name][...] = arr
 
+    def _bind_buffers(self, flat_params, flat_grads):
+        """Move parameters and gradients, values kept, into caller-owned 1-D buffers of this
+        layer's size and dtype (views into a larger buffer): a model holds all its layers in one
+        buffer this way, so that its optimizer update stays one loop."""
+        for name, buf in (("flat_params", flat_params), ("flat_grads", flat_grads)):
+            if buf.shape != self.flat_params.shape or buf.dtype != self.flat_params.dtype:
+                raise ValueError(f"{name}: expected a 1-D {self.flat_params.dtype} buffer of "
+                                 f"{self.flat_params.size} values, got {buf.dtype} {buf.shape}")
+        flat_params[...] = self.flat_params
+        flat_grads[...] = self.flat_grads
+        self.flat_params, self.flat_grads = flat_params, flat_grads
+        offset = 0
+        for name, shape in self._shapes.items():
+            size = math.prod(shape)
+            self.params[name] = flat_params[offset:offset + size].reshape(shape)
+            self.grads[name] = flat_grads[offset:offset + size].reshape(shape)
+            offset += size
+
     def zero_grad(self):
         """Set every gradient to zero (backward adds into them)."""
         self.flat_grads[...] = 0

@@ -1,0 +1,189 @@
+"""Checkpoints: one file with a model's config and weights, and optionally an optimizer's and a
+schedule's state, the training position and random states, and caller data; written atomically.
+
+The file is an uncompressed `.npz` (a zip of `.npy` arrays, read back with allow_pickle=False) whose
+`__meta__` entry is UTF-8 JSON (format name and version, model config, hyperparameters, training
+state). A write goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed
+over the target with os.replace: a crash at any point leaves either the old file or the new one,
+never a mix. A killed writer can leave a `.<name>.*.tmp` file behind; it is never read.
+"""
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FORMAT = "numgru-checkpoint"
+FORMAT_VERSION = 1
+_META = "__meta__"
+_CHUNK = 1 << 20  # bytes per write call
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds: meta (the JSON part) and arrays (name -> numpy array)."""
+
+    meta: dict
+    arrays: dict = field(default_factory=dict)
+
+    @property
+    def model_config(self):
+        return self.meta["model"]["config"]
+
+    def model_state(self):
+        """The model's state_dict (the seed's PyTorch names)."""
+        return {k[len("model/"):]: v for k, v in self.arrays.items() if k.startswith("model/")}
+
+    def optimizer_state(self):
+        """The optimizer's state_dict, or None when the checkpoint holds none."""
+        opt = self.meta.get("optimizer")
+        if opt is None:
+            return None
+        buffers = {}
+        for name in opt["buffers"]:
+            count = opt["spans"]
+            buffers[name] = [self.arrays[f"optimizer/{name}/{k}"] for k in range(count)]
+        return {"type": opt["type"], "hyperparameters": opt["hyperparameters"],
+                "step_count": opt["step_count"], "buffers": buffers}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: not one, a newer format, another model's shape."""
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, training=None, extra=None,
+                    arrays=None):
+    """Write model (and optimizer, scheduler, training state, extra JSON, extra arrays) to path.
+
+    training and extra must be JSON-serialisable; arrays maps names to numpy arrays.
+    """
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "model": {"class": type(model).__name__, "config": model.config()},
+            "training": training, "extra": extra}
+    from . import __version__
+    meta["numgru_version"] = __version__
+    out = {f"model/{name}": p for name, p in model.state_dict().items()}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        spans = len(next(iter(state["buffers"].values()), []))
+        meta["optimizer"] = {"type": state["type"], "hyperparameters": state["hyperparameters"],
+                             "step_count": state["step_count"],
+                             "buffers": sorted(state["buffers"]), "spans": spans}
+        for name, bufs in state["buffers"].items():
+            for k, b in enumerate(bufs):
+                out[f"optimizer/{name}/{k}"] = b
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    for name, value in (arrays or {}).items():
+        out[f"extra/{name}"] = np.asarray(value)
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"training/extra: must be JSON-serialisable with finite numbers ({e})") \
+            from None
+    out[_META] = np.frombuffer(text.encode("utf-8"), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **out)
+    atomic_write(path, buffer.getbuffer())
+
+
+def _write_chunk(f, chunk):
+    f.write(chunk)
+
+
+def atomic_write(path, data):
+    """Write bytes to path so that readers see the old file or the new one, never a partial one."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            view = memoryview(data)
+            for start in range(0, len(view), _CHUNK):
+                _write_chunk(f, view[start:start + _CHUNK])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    # The rename itself is durable only once the folder's entry is on disk.
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory descriptors
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover - file systems that refuse fsync on folders
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint file; raises CheckpointError for files that are not numgru checkpoints or
+    come from a newer format version."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: the file is empty, not a numgru checkpoint")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a numgru checkpoint (cannot be read as .npz: {e})") \
+            from None
+    if not hasattr(archive, "files"):
+        raise CheckpointError(f"{path}: not a numgru checkpoint (a single .npy array)")
+    with archive:
+        if _META not in archive.files:
+            raise CheckpointError(f"{path}: not a numgru checkpoint (no {_META} entry)")
+        try:
+            meta = json.loads(bytes(archive[_META]).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: damaged checkpoint metadata ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a numgru checkpoint (format "
+                                  f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"{path}: bad format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this "
+                                  f"numgru reads (version {FORMAT_VERSION}); upgrade numgru")
+        arrays = {k: archive[k] for k in archive.files if k != _META}
+    return Checkpoint(meta, arrays)
+
+
+def check_model_matches(ckpt, model, path=""):
+    """Raise CheckpointError, naming what differs, when ckpt was made for another model shape."""
+    where = f"{path}: " if path else ""
+    saved = ckpt.model_config
+    mine = model.config()
+    diffs = [f"{k} {saved.get(k)!r} (checkpoint) vs {mine[k]!r} (model)"
+             for k in mine if k != "dropout" and saved.get(k) != mine[k]]
+    if diffs:
+        raise CheckpointError(f"{where}checkpoint is for another model shape: " + "; ".join(diffs))
+    state = ckpt.model_state()
+    for name, p, _ in model.parameters():
+        if name not in state:
+            raise CheckpointError(f"{where}checkpoint lacks parameter {name!r}")
+        if state[name].shape != p.shape:
+            raise CheckpointError(f"{where}parameter {name!r} has shape {state[name].shape} in the "
+                                  f"checkpoint, {p.shape} in the model")
+
+
+def load_model(path, device="auto"):
+    """(model, checkpoint): a GRUModel rebuilt from a checkpoint's config, with its weights."""
+    from .model import GRUModel
+    ckpt = load_checkpoint(path)
+    if ckpt.meta["model"].get("class") != "GRUModel":
+        raise CheckpointError(f"{path}: holds a {ckpt.meta['model'].get('class')}, not a GRUModel")
+    model = GRUModel.from_config(ckpt.model_config, device=device)
+    model.load_state_dict(ckpt.model_state())
+    return model, ckpt

@@ -1,0 +1,581 @@
+"""The `numgru` command line (also `python -m numgru`): train, predict, evaluate, bench, info.
+
+`train` takes a bundled data set's name (japanese_vowels, sunspots) or a file (.ts, .npz, .csv),
+fits a GRUModel and writes a run folder: checkpoint.npz (model, optimizer, how the data were
+prepared), history.json and history.csv, metrics.json, and loss.png when matplotlib is installed.
+`predict` and `evaluate` take that folder (or its checkpoint) and data prepared the same way.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+TASKS = ("classify", "regress", "forecast")
+
+
+class CLIError(Exception):
+    """A usage or data problem reported as one line on stderr with exit status 2."""
+
+
+# -- data preparation shared by train, evaluate and predict --
+
+def _load_source(spec, task, column=None, require_targets=True):
+    """(kind, payload) for a bundled name or a file path: kind is "sequences" (SequenceData per
+    split) or "series" (years/index and values)."""
+    from . import data, datasets
+    if spec in datasets.DATASETS:
+        info = datasets.DATASETS[spec]
+        if info["task"] == "text":
+            raise CLIError(f"{spec} is a text corpus; see examples/text_generation.py for "
+                           f"character-level training")
+        if spec == "japanese_vowels":
+            return "sequences", {"train": datasets.load_japanese_vowels("train"),
+                                 "test": datasets.load_japanese_vowels("test")}
+        years, values = datasets.load_sunspots()
+        return "series", {"index": years, "values": values, "name": "SUNACTIVITY",
+                          "test_start": int(np.searchsorted(years, info["test_from"]))}
+    if not os.path.exists(spec):
+        raise CLIError(f"{spec}: no such file, and not a bundled data set "
+                       f"(bundled: {', '.join(n for n, i in datasets.DATASETS.items() if i['task'] != 'text')})")
+    name = spec[:-3] if spec.endswith(".gz") else spec
+    ext = os.path.splitext(name)[1].lower()
+    if ext == ".ts":
+        return "sequences", {"all": data.load_ts(spec)}
+    if ext == ".npz":
+        return "sequences", {"all": data.load_npz(spec, require_targets=require_targets)}
+    if ext == ".csv":
+        values, col_name = data.load_csv(spec, column=column)
+        return "series", {"index": np.arange(len(values)), "values": values, "name": col_name,
+                          "test_start": None}
+    raise CLIError(f"{spec}: unknown file type {ext!r} (expected .ts, .npz or .csv, optionally "
+                   f".gz)")
+
+
+def _default_task(kind, source):
+    if kind == "series":
+        return "forecast"
+    part = next(iter(source.values()))
+    return "classify" if part.classes else "regress"
+
+
+def _split(n, fraction, rng):
+    """(first, second) index arrays: a random `fraction` of range(n) goes to the second."""
+    order = rng.permutation(n)
+    k = int(round(n * fraction))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+# -- train --
+
+def _build_optimizer(args, model):
+    from .optim import SGD, Adam, AdamW, CosineLR, StepLR
+    if args.optimizer == "adam":
+        opt = Adam(model, lr=args.lr, weight_decay=args.weight_decay)
+    elif args.optimizer == "adamw":
+        opt = AdamW(model, lr=args.lr, weight_decay=args.weight_decay)
+    else:
+        opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.schedule == "cosine":
+        sched = CosineLR(opt, T_max=args.epochs)
+    elif args.schedule == "step":
+        sched = StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1)
+    else:
+        sched = None
+    return opt, sched
+
+
+def cmd_train(args):
+    from .data import Standardizer, sliding_windows
+    from .model import GRUModel
+    from .trainer import Trainer
+    kind, source = _load_source(args.data, args.task, args.column)
+    task = args.task or _default_task(kind, source)
+    if kind == "series" and task != "forecast":
+        raise CLIError(f"{args.data}: a single series supports --task forecast only, got {task}")
+    if kind == "sequences" and task == "forecast":
+        raise CLIError(f"{args.data}: --task forecast needs a CSV series; use classify or regress")
+    rng = np.random.default_rng(args.seed)
+    prep = {"task": task, "data": args.data}
+    if kind == "series":
+        values = source["values"]
+        window = args.window
+        if len(values) <= window + 1:
+            raise CLIError(f"{args.data}: {len(values)} values are too few for --window {window}")
+        test_start = source["test_start"]
+        if test_start is None:
+            test_start = len(values) - max(1, int(round(len(values) * args.test_split)))
+        test_start = max(test_start, window + 1)
+        scaler = Standardizer().fit(values[:test_start])
+        z = scaler.transform(values.astype(np.float64))
+        X, y = sliding_windows(z, window)  # target index of row i: i + window
+        targets = np.arange(window, len(values))
+        train_rows = np.nonzero(targets < test_start)[0]
+        test_rows = np.nonzero(targets >= test_start)[0]
+        train = (X[train_rows], y[train_rows], None)
+        test = (X[test_rows], y[test_rows], None)
+        prep.update(window=window, column=source["name"], x_scaler=scaler.to_dict(),
+                    test_start=int(test_start))
+        input_size, output_size, loss = 1, 1, "mse"
+        classes = []
+    else:
+        if "train" in source:
+            tr, te = source["train"], source["test"]
+        else:
+            whole = source["all"]
+            train_idx, test_idx = _split(len(whole), args.test_split, rng)
+            tr, te = whole.subset(train_idx), whole.subset(test_idx)
+        classes = tr.classes
+        if task == "classify" and not classes:
+            raise CLIError(f"{args.data}: --task classify needs integer class labels")
+        if task == "regress" and classes and tr.y.ndim == 1:
+            tr.y, te.y = tr.y[:, None].astype(np.float32), te.y[:, None].astype(np.float32)
+        scaler = Standardizer().fit(tr.X, tr.lengths)
+        train = (scaler.transform(tr.X, tr.lengths), tr.y, tr.lengths)
+        test = (scaler.transform(te.X, te.lengths), te.y, te.lengths) if len(te) else None
+        prep.update(x_scaler=scaler.to_dict(), classes=list(classes))
+        input_size = tr.X.shape[2]
+        if task == "classify":
+            output_size, loss = len(classes), "cross_entropy"
+        else:
+            output_size, loss = tr.y.shape[1], "mse"
+            y_scaler = Standardizer().fit(tr.y)
+            train = (train[0], y_scaler.transform(tr.y), train[2])
+            if test is not None:
+                test = (test[0], y_scaler.transform(te.y), test[2])
+            prep["y_scaler"] = y_scaler.to_dict()
+    validation = None
+    if args.val_split > 0:
+        fit_idx, val_idx = _split(len(train[0]), args.val_split, rng)
+        Xa, ya, la = train
+        pick = (lambda a, i: None if a is None else a[i])
+        validation = (Xa[val_idx], ya[val_idx], pick(la, val_idx))
+        train = (Xa[fit_idx], ya[fit_idx], pick(la, fit_idx))
+    model = GRUModel(input_size, args.hidden, output_size, num_layers=args.layers,
+                     bidirectional=args.bidirectional, reset_after=not args.reset_before,
+                     dtype=args.dtype, device=args.device, seed=args.seed, dropout=args.dropout)
+    opt, sched = _build_optimizer(args, model)
+    metrics = ["accuracy"] if task == "classify" else ["rmse"]
+    trainer = Trainer(model, opt, loss=loss, metrics=metrics, clip_norm=args.clip_norm,
+                      scheduler=sched, progress=not args.no_progress)
+    out_dir = args.out or os.path.join("runs", f"{_slug(args.data)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, "checkpoint.npz")
+    print(f"numgru train: {args.data} ({task}), {len(train[0])} training sequences"
+          + (f", {len(validation[0])} validation" if validation else "")
+          + (f", {len(test[0])} test" if test else "") + f"; {model!r}, "
+          f"{model.num_parameters()} parameters; {opt!r}", flush=True)
+    t0 = time.perf_counter()
+    history = trainer.fit(train[0], train[1], lengths=train[2], epochs=args.epochs,
+                          batch_size=args.batch_size, validation_data=validation, seed=args.seed,
+                          early_stopping=args.patience, checkpoint=ckpt_path, resume=args.resume,
+                          extra=prep)
+    seconds = time.perf_counter() - t0
+    if validation is not None and trainer.best_epoch is not None:
+        # The file on disk holds the last epoch; the run's model is the restored best one.
+        trainer.save(ckpt_path, extra=prep)
+    print(f"trained {len(history.get('loss', []))} epochs in {seconds:.1f} s "
+          f"(best epoch {trainer.best_epoch})", flush=True)
+    metrics_out = {"task": task, "data": args.data, "epochs": len(history.get("loss", [])),
+                   "train_seconds": seconds, "best_epoch": trainer.best_epoch}
+    if test is not None:
+        result = _evaluate_prepared(trainer.model, prep, test)
+        metrics_out["test"] = result
+        _print_result(result, prep, args.data)
+    _write_run(out_dir, history, metrics_out)
+    print(f"run folder: {out_dir} ({', '.join(sorted(os.listdir(out_dir)))})")
+    return 0
+
+
+def _slug(text):
+    base = os.path.basename(text)
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in base.split(".")[0]) or "run"
+
+
+def _evaluate_prepared(model, prep, part):
+    """Metrics of the model on prepared (X, y, lengths): accuracy, or RMSE in the data's units."""
+    from .losses import cross_entropy_loss
+    from .trainer import Trainer
+    from .data import Standardizer
+    X, y, lengths = part
+    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
+    out = runner.predict(X, lengths=lengths)
+    if prep["task"] == "classify":
+        loss, _ = cross_entropy_loss(out, y)
+        return {"n": int(len(X)), "loss": loss, "accuracy": float(np.mean(out.argmax(1) == y))}
+    scaler = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep else prep["x_scaler"])
+    pred, true = scaler.inverse(out), scaler.inverse(y)
+    result = {"n": int(len(X)), "rmse": float(np.sqrt(np.mean((pred - true) ** 2))),
+              "mae": float(np.mean(np.abs(pred - true)))}
+    if prep["task"] == "forecast":
+        last = scaler.inverse(X[:, -1, 0])  # the value one step before each target
+        result["rmse_repeat_last"] = float(np.sqrt(np.mean((last - true[:, 0]) ** 2)))
+    return result
+
+
+class _NullOptimizer:
+    """Stands in for an optimizer where a Trainer only predicts."""
+
+    lr = 0.0
+
+
+def _print_result(result, prep, data):
+    from . import datasets
+    published = datasets.DATASETS.get(data, {}).get("published")
+    if prep["task"] == "classify":
+        print(f"test accuracy: {100 * result['accuracy']:.1f}% on {result['n']} sequences "
+              f"(loss {result['loss']:.4f})")
+        if published:
+            print("published test accuracy on this split:")
+            rows = published + [("numgru GRU (this run)", result["accuracy"])]
+            for name, acc in sorted(rows, key=lambda r: -r[1]):
+                print(f"  {100 * acc:5.1f}%  {name}")
+    else:
+        print(f"test RMSE: {result['rmse']:.2f} (MAE {result['mae']:.2f}) on {result['n']} "
+              f"targets")
+        if "rmse_repeat_last" in result:
+            print(f"  repeat-last-value baseline RMSE: {result['rmse_repeat_last']:.2f}")
+        if published:
+            print("published one-step-ahead RMSE on this split:")
+            for name, value in published:
+                print(f"  {value:6.1f}  {name}")
+
+
+def _write_run(out_dir, history, metrics):
+    with open(os.path.join(out_dir, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    keys = list(history)
+    with open(os.path.join(out_dir, "history.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for row in zip(*(history[k] for k in keys)):
+            w.writerow(row)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    plot_history(history, os.path.join(out_dir, "loss.png"))
+
+
+def plot_history(history, path):
+    """Loss curves (and accuracy, where logged) to a PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    epochs = history.get("epoch", list(range(1, len(history.get("loss", [])) + 1)))
+    has_acc = "accuracy" in history
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 6, 4))
+    axes = np.atleast_1d(axes)
+    for key in ("loss", "val_loss"):
+        if key in history:
+            axes[0].plot(epochs, history[key], label=key)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    if has_acc:
+        for key in ("accuracy", "val_accuracy"):
+            if key in history:
+                axes[1].plot(epochs, history[key], label=key)
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylabel("accuracy")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+# -- evaluate and predict --
+
+def _open_run(run, device):
+    from .checkpoint import load_model
+    path = os.path.join(run, "checkpoint.npz") if os.path.isdir(run) else run
+    if not os.path.exists(path):
+        raise CLIError(f"{run}: no checkpoint (expected a run folder or a checkpoint file)")
+    model, ck = load_model(path, device=device)
+    prep = (ck.meta.get("extra") or {})
+    if "task" not in prep:
+        raise CLIError(f"{path}: does not say how its data were prepared (not written by "
+                       f"`numgru train`); use the Python API")
+    return model, prep
+
+
+def _prepare_for(prep, spec, split, require_targets=True):
+    """(X, y, lengths, row labels) of the data in spec, prepared as at training time."""
+    from .data import Standardizer, sliding_windows
+    kind, source = _load_source(spec, prep["task"], prep.get("column"), require_targets)
+    scaler = Standardizer.from_dict(prep["x_scaler"])
+    if prep["task"] == "forecast":
+        if kind != "series":
+            raise CLIError(f"{spec}: this model forecasts a series; give a CSV file or sunspots")
+        values = source["values"]
+        window = prep["window"]
+        X, y = sliding_windows(scaler.transform(values.astype(np.float64)), window)
+        index = source["index"][window:]
+        if split == "test":
+            start = prep["test_start"] if spec == prep["data"] else window
+            rows = np.arange(len(X))[np.arange(window, len(values)) >= start]
+            X, y, index = X[rows], y[rows], index[rows]
+        return X, y, None, index
+    if kind != "sequences":
+        raise CLIError(f"{spec}: this model takes sequences (.ts, .npz), not a single series")
+    if "test" in source:
+        part = source["test"] if split == "test" else source["train"]
+    else:
+        part = source["all"]
+    if part.X.shape[2] != len(scaler.mean):
+        raise CLIError(f"{spec}: sequences have {part.X.shape[2]} features, the model was trained "
+                       f"on {len(scaler.mean)}")
+    X = scaler.transform(part.X, part.lengths)
+    y = part.y
+    if prep["task"] == "classify" and y is not None and len(y):
+        if part.classes and part.classes != prep["classes"]:
+            mapping = {c: i for i, c in enumerate(prep["classes"])}
+            unknown = [c for c in part.classes if c not in mapping]
+            if unknown:
+                raise CLIError(f"{spec}: class labels {unknown} were not seen in training "
+                               f"({prep['classes']})")
+            y = np.array([mapping[part.classes[k]] for k in y], np.int64)
+    elif prep["task"] == "regress" and y is not None:
+        y = np.asarray(y, np.float64)
+        y = y[:, None] if y.ndim == 1 else y
+        y = Standardizer.from_dict(prep["y_scaler"]).transform(y)
+    return X, y, part.lengths, np.arange(len(X))
+
+
+def cmd_evaluate(args):
+    model, prep = _open_run(args.run, args.device)
+    X, y, lengths, _ = _prepare_for(prep, args.data, args.split)
+    result = _evaluate_prepared(model, prep, (X, y, lengths))
+    _print_result(result, prep, args.data)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def cmd_predict(args):
+    from .trainer import Trainer
+    model, prep = _open_run(args.run, args.device)
+    X, _, lengths, index = _prepare_for(prep, args.data, args.split, require_targets=False)
+    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
+    out = runner.predict(X, lengths=lengths)
+    rows = []
+    if prep["task"] == "classify":
+        z = out - out.max(axis=1, keepdims=True)
+        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        header = ["index", "label", "probability"]
+        for i, k in zip(index, prob.argmax(1)):
+            rows.append([int(i), prep["classes"][k], f"{prob[len(rows), k]:.6f}"])
+    else:
+        from .data import Standardizer
+        scaler = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep
+                                        else prep["x_scaler"])
+        pred = scaler.inverse(out)
+        header = ["index"] + [f"prediction_{j}" for j in range(pred.shape[1])]
+        for i, p in zip(index, pred):
+            rows.append([int(i)] + [f"{v:.6g}" for v in p])
+    stream = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        w = csv.writer(stream)
+        w.writerow(header)
+        w.writerows(rows)
+    finally:
+        if args.out:
+            stream.close()
+            print(f"wrote {len(rows)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+# -- bench and info --
+
+BENCH_SIZES = {  # name: (batch, steps, input, hidden, layers), DESIGN.md's grid
+    "seed": (5, 10, 10, 20, 1), "stream": (1, 100, 64, 128, 1), "medium": (32, 100, 64, 256, 1),
+    "large": (64, 50, 256, 512, 1), "long": (16, 500, 32, 128, 2),
+}
+
+
+def cmd_bench(args):
+    from .layers import GRU
+    names = list(BENCH_SIZES) if args.sizes == "all" else args.sizes.split(",")
+    for n in names:
+        if n not in BENCH_SIZES:
+            raise CLIError(f"--sizes: unknown size {n!r} (known: {', '.join(BENCH_SIZES)}, all)")
+    print(f"numgru bench: device {args.device}, {args.dtype}, median of {args.repeat} runs")
+    print(f"{'size':8} {'B':>4} {'T':>4} {'I':>4} {'H':>4} {'L':>2}  {'forward ms':>10} "
+          f"{'GFLOP/s':>8}  {'fwd+bwd ms':>10} {'GFLOP/s':>8}")
+    rng = np.random.default_rng(0)
+    for n in names:
+        B, T, I, H, L = BENCH_SIZES[n]
+        gru = GRU(I, H, num_layers=L, dtype=args.dtype, device=args.device, seed=0)
+        x = rng.standard_normal((B, T, I)).astype(args.dtype)
+        dy = np.ones((B, T, H), args.dtype)
+        flops = sum(2 * B * T * ((I if k == 0 else H) + H) * 3 * H for k in range(L))
+        gru(x)
+        gru.forward(x, train=True)
+        gru.backward(dy)  # compile and warm up
+        fwd, both = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            gru(x)
+            t1 = time.perf_counter()
+            gru.forward(x, train=True)
+            gru.backward(dy)
+            t2 = time.perf_counter()
+            fwd.append(t1 - t0)
+            both.append(t2 - t1)
+        f, b = float(np.median(fwd)), float(np.median(both))
+        print(f"{n:8} {B:4d} {T:4d} {I:4d} {H:4d} {L:2d}  {1e3 * f:10.3f} {flops / f / 1e9:8.2f}"
+              f"  {1e3 * b:10.3f} {3 * flops / b / 1e9:8.2f}", flush=True)
+    return 0
+
+
+def cmd_info(args):
+    import numba
+    from . import __version__
+    from .backend import DEVICES, cuda_status, resolve
+    print(f"numgru {__version__}")
+    print(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
+    for mod in ("numpy", "numba", "llvmlite", "scipy", "tqdm", "matplotlib"):
+        try:
+            version = __import__(mod).__version__
+        except ImportError:
+            version = "not installed" + (" (pip install 'numgru[plot]' for loss.png)"
+                                         if mod == "matplotlib" else "")
+        print(f"{mod:10} {version}")
+    layer = numba.config.THREADING_LAYER
+    print(f"numba threading layer: {layer} (configured), {numba.config.NUMBA_NUM_THREADS} threads, "
+          f"{os.cpu_count()} CPUs")
+    blas = _blas_name()
+    if blas:
+        print(f"BLAS: {blas}")
+    usable, reason = cuda_status()
+    print("devices:")
+    for d in DEVICES:
+        if d == "auto":
+            continue
+        if d == "cuda":
+            print(f"  cuda   {'usable' if usable else 'not usable: ' + reason}")
+        else:
+            print(f"  {d:6} usable")
+    print(f"  auto -> {resolve('auto')}")
+    return 0
+
+
+def _blas_name():
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')}".strip()
+    except Exception:  # older numpy has no dict mode; the name is a nicety
+        return None
+
+
+# -- argument parsing --
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    return parse
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="numgru", description="Train and run GRU models (numgru).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a GRUModel and write a run folder")
+    t.add_argument("data", help="bundled data set (japanese_vowels, sunspots) or a .ts/.npz/.csv file")
+    t.add_argument("--task", choices=TASKS, help="default: classify for labelled sequences, "
+                   "regress for float targets, forecast for CSV series")
+    t.add_argument("--hidden", type=_positive(int), default=64, help="hidden units (64)")
+    t.add_argument("--layers", type=_positive(int), default=1, help="GRU layers (1)")
+    t.add_argument("--bidirectional", action="store_true")
+    t.add_argument("--reset-before", action="store_true",
+                   help="reset_after=False (the original GRU variant)")
+    t.add_argument("--dropout", type=_fraction, default=0.0, help="between GRU layers (0)")
+    t.add_argument("--epochs", type=_positive(int), default=30)
+    t.add_argument("--batch-size", type=_positive(int), default=16)
+    t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    t.add_argument("--lr", type=_positive(float), default=0.01)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--momentum", type=float, default=0.9, help="for sgd (0.9)")
+    t.add_argument("--schedule", choices=("none", "cosine", "step"), default="cosine")
+    t.add_argument("--clip-norm", type=_positive(float), default=None)
+    t.add_argument("--val-split", type=_fraction, default=0.0,
+                   help="fraction of the training data held out for validation (0)")
+    t.add_argument("--patience", type=_positive(int), default=None,
+                   help="early stopping: epochs without improvement")
+    t.add_argument("--window", type=_positive(int), default=10, help="forecast: input years (10)")
+    t.add_argument("--column", default=None, help="CSV column (name or index; default the last)")
+    t.add_argument("--test-split", type=_fraction, default=0.2,
+                   help="test fraction for files without a test split (0.2)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (("evaluate", cmd_evaluate, "metrics of a trained model on data"),
+                                 ("predict", cmd_predict, "predictions of a trained model as CSV")):
+        e = sub.add_parser(name, help=helptext)
+        e.add_argument("run", help="run folder or checkpoint file written by `numgru train`")
+        e.add_argument("data", help="bundled data set or file, like train's")
+        e.add_argument("--split", choices=("test", "train", "all"), default="test",
+                       help="for bundled data and series: which part (test)")
+        e.add_argument("--device", default="auto")
+        if name == "evaluate":
+            e.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+        else:
+            e.add_argument("--out", default=None, help="CSV file (default: stdout)")
+        e.set_defaults(func=func)
+
+    b = sub.add_parser("bench", help="time forward and forward+backward on DESIGN.md's sizes")
+    b.add_argument("--sizes", default="seed,stream,medium",
+                   help=f"comma-separated from {', '.join(BENCH_SIZES)}, or all")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    b.add_argument("--repeat", type=_positive(int), default=5)
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("info", help="versions, threading layer and devices")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"numgru {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:  # NonFiniteLossError
+        print(f"numgru {args.command}: training stopped: {e}", file=sys.stderr)
+        return 3
+
+
+__all__ = ["main", "build_parser", "plot_history"]

@@ -1,0 +1,245 @@
+"""Linear and GRUModel: the seed document's PyTorch model (a GRU, then a Linear head) without PyTorch.
+
+GRUModel keeps the parameters of its GRU and its head in one flat buffer (and the gradients in a
+second), so that an optimizer update over the whole model is one compiled loop. It computes nothing
+recurrent itself: the GRU layer and its backend do.
+"""
+
+import threading
+
+import numpy as np
+
+from .layers import GRU, _as_dtype, _as_float_array, _check_lengths, _Parameters, _positive_int
+
+HEADS = ("last", "sequence")
+
+
+class Linear(_Parameters):
+    """y = x W^T + b over the last axis, the counterpart of torch.nn.Linear.
+
+    Parameters `weight` (out_features, in_features) and `bias` (out_features,), both drawn from
+    U(-1/sqrt(in_features), 1/sqrt(in_features)) as PyTorch's default initialisation does.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        self.bias = bool(bias)
+        self.dtype = _as_dtype(dtype)
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        self._init_parameters(shapes, self.in_features, self.dtype, np.random.default_rng(seed))
+        self._tape = threading.local()
+
+    def __repr__(self):
+        return (f"Linear({self.in_features}, {self.out_features}, bias={self.bias}, "
+                f"dtype={self.dtype.name})")
+
+    def __call__(self, x):
+        return self.forward(x, train=False)
+
+    def forward(self, x, train=False):
+        """x (..., in_features) -> (..., out_features). With train=True, keeps x for backward."""
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x: expected a last axis of size {self.in_features}, got shape "
+                             f"{x.shape}")
+        x2 = x.reshape(-1, self.in_features)
+        out = x2 @ self.params["weight"].T
+        if self.bias:
+            out += self.params["bias"]
+        if train:
+            self._tape.value = (x2, x.shape)
+        return out.reshape(x.shape[:-1] + (self.out_features,))
+
+    def backward(self, dout):
+        """Adds dL/dW and dL/db to grads; returns dL/dx shaped as the forward input."""
+        tape = getattr(self._tape, "value", None)
+        if tape is None:
+            raise RuntimeError("backward: call forward(x, train=True) first")
+        x2, x_shape = tape
+        dout = _as_float_array("dout", dout, self.dtype)
+        expected = x_shape[:-1] + (self.out_features,)
+        if dout.shape != expected:
+            raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
+        self._tape.value = None
+        d2 = dout.reshape(-1, self.out_features)
+        self.grads["weight"] += d2.T @ x2
+        if self.bias:
+            self.grads["bias"] += d2.sum(axis=0)
+        return (d2 @ self.params["weight"]).reshape(x_shape)
+
+
+class GRUModel:
+    """GRU followed by a Linear head: the seed's GRUModel, with lengths and a per-step head.
+
+    head="last": out = fc(y[b, lengths[b] - 1]) (B, output_size), the output at each sequence's
+    last valid step (the last step when lengths is None), as the seed's `fc(out[:, -1, :])`.
+    head="sequence": out = fc(y) (B, T, output_size), a prediction at every step; steps at
+    t >= lengths[b] are 0.
+    state_dict keys are those of the seed's PyTorch model: "gru.weight_ih_l0", ..., "fc.weight",
+    "fc.bias". x is batch-first (B, T, input_size).
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, num_layers=1, bidirectional=False,
+                 reset_after=True, dtype="float32", device="auto", seed=None, dropout=0.0,
+                 head="last"):
+        if head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
+        self.head = head
+        gru_seed, fc_seed, dropout_seed = np.random.SeedSequence(seed).spawn(3)
+        self.gru = GRU(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                       dropout=dropout, bidirectional=bidirectional, reset_after=reset_after,
+                       dtype=dtype, device=device, seed=gru_seed)
+        # The GRU drew its weights from gru_seed; its dropout masks come from a stream of their
+        # own, so that the weights do not depend on whether dropout is used.
+        self.gru._rng = np.random.default_rng(dropout_seed)
+        self.output_size = _positive_int("output_size", output_size)
+        D = self.gru.num_directions
+        self.fc = Linear(D * self.gru.hidden_size, self.output_size, dtype=dtype, seed=fc_seed)
+        self.dtype = self.gru.dtype
+        self.device = self.gru.device
+        # One buffer for the whole model: the layers' parameter dicts become views into it.
+        n_gru, n_fc = self.gru.flat_params.size, self.fc.flat_params.size
+        self.flat_params = np.empty(n_gru + n_fc, self.dtype)
+        self.flat_grads = np.zeros(n_gru + n_fc, self.dtype)
+        self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
+        self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
+        self._tape = threading.local()
+
+    # -- configuration --
+
+    @property
+    def input_size(self):
+        return self.gru.input_size
+
+    @property
+    def hidden_size(self):
+        return self.gru.hidden_size
+
+    @property
+    def num_layers(self):
+        return self.gru.num_layers
+
+    def config(self):
+        """The constructor arguments that rebuild this model's shape (device left out)."""
+        return {"input_size": self.gru.input_size, "hidden_size": self.gru.hidden_size,
+                "output_size": self.output_size, "num_layers": self.gru.num_layers,
+                "bidirectional": self.gru.bidirectional, "reset_after": self.gru.reset_after,
+                "dtype": self.dtype.name, "dropout": self.gru.dropout, "head": self.head}
+
+    @classmethod
+    def from_config(cls, config, device="auto", seed=None):
+        """A model of the shape `config()` describes (weights freshly initialised)."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
+        known = {"input_size", "hidden_size", "output_size", "num_layers", "bidirectional",
+                 "reset_after", "dtype", "dropout", "head"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown} (expected some of {sorted(known)})")
+        return cls(**config, device=device, seed=seed)
+
+    def __repr__(self):
+        c = self.config()
+        return (f"GRUModel({c['input_size']}, {c['hidden_size']}, {c['output_size']}, "
+                f"num_layers={c['num_layers']}, bidirectional={c['bidirectional']}, "
+                f"head={c['head']!r}, dtype={c['dtype']}, device={self.device!r})")
+
+    def num_parameters(self):
+        return int(self.flat_params.size)
+
+    # -- parameters --
+
+    def parameters(self):
+        """(name, parameter view, gradient view) triples, in state_dict order."""
+        return ([(f"gru.{n}", p, g) for n, p, g in self.gru.parameters()]
+                + [(f"fc.{n}", p, g) for n, p, g in self.fc.parameters()])
+
+    @property
+    def params(self):
+        return {name: p for name, p, _ in self.parameters()}
+
+    @property
+    def grads(self):
+        return {name: g for name, _, g in self.parameters()}
+
+    def state_dict(self):
+        """Copies of the parameters, by the seed's PyTorch model's names."""
+        return {name: p.copy() for name, p, _ in self.parameters()}
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters in (numpy arrays or torch tensors, the seed model's names); all or nothing."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+        expected = [name for name, _, _ in self.parameters()]
+        missing = sorted(set(expected) - set(state_dict))
+        extra = sorted(set(state_dict) - set(expected))
+        if missing or extra:
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {extra} "
+                             f"(expected exactly {expected})")
+        saved = self.flat_params.copy()
+        for prefix, layer in (("gru.", self.gru), ("fc.", self.fc)):
+            part = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            try:
+                layer.load_state_dict(part)
+            except (ValueError, TypeError) as e:
+                self.flat_params[...] = saved  # all or nothing
+                # The layer names its own keys; say them as the model's.
+                raise type(e)(str(e).replace("state_dict['", f"state_dict['{prefix}")) from None
+
+    def zero_grad(self):
+        self.flat_grads[...] = 0
+
+    # -- forward and backward --
+
+    def __call__(self, x, lengths=None, h0=None):
+        """Inference: the head's output (see the class docstring); keeps nothing."""
+        return self.forward(x, lengths=lengths, h0=h0, train=False)
+
+    def forward(self, x, lengths=None, h0=None, train=False, return_state=False):
+        """out, or (out, h_n) with return_state=True (h_n (num_layers·D, B, H), for streaming
+        generation). With train=True, keeps what backward needs and applies dropout."""
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array (B, T, input_size), got {x.ndim}-D shape "
+                             f"{x.shape}")
+        B, T = x.shape[0], x.shape[1]
+        if B == 0 or T == 0:
+            raise ValueError(f"x: expected at least one sequence and one step, got shape {x.shape}")
+        lengths = _check_lengths(lengths, B, T)
+        y, h_n = self.gru.forward(x, h0=h0, lengths=lengths, train=train)  # y (B, T, D·H)
+        if self.head == "last":
+            last = lengths - 1
+            out = self.fc.forward(y[np.arange(B), last], train=train)  # (B, O)
+        else:
+            out = self.fc.forward(y, train=train)  # (B, T, O)
+            valid = np.arange(T)[None, :] < lengths[:, None]  # (B, T)
+            out[~valid] = 0
+        if train:
+            self._tape.value = (B, T, lengths, y.shape)
+        return (out, h_n) if return_state else out
+
+    def backward(self, dout, dh_n=None):
+        """BPTT through the head and the GRU; adds into grads; returns (dx, dh0)."""
+        tape = getattr(self._tape, "value", None)
+        if tape is None:
+            raise RuntimeError("backward: call forward(x, ..., train=True) first")
+        B, T, lengths, y_shape = tape
+        dout = _as_float_array("dout", dout, self.dtype)
+        expected = (B, self.output_size) if self.head == "last" else (B, T, self.output_size)
+        if dout.shape != expected:
+            raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
+        self._tape.value = None
+        if self.head == "last":
+            dy = np.zeros(y_shape, self.dtype)
+            dy[np.arange(B), lengths - 1] = self.fc.backward(dout)
+        else:
+            valid = np.arange(T)[None, :] < lengths[:, None]
+            dout = np.where(valid[:, :, None], dout, 0).astype(self.dtype, copy=False)
+            dy = self.fc.backward(dout)
+        return self.gru.backward(dy, dh_n)
+
+
+__all__ = ["Linear", "GRUModel", "HEADS"]

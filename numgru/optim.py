@@ -1,0 +1,352 @@
+"""Optimizers (Adam, AdamW, SGD with momentum), gradient clipping by global norm, and learning-rate
+schedules (step, cosine), following torch.optim's update rules operation for operation.
+
+An optimizer works on flat spans: it groups the (name, parameter, gradient) triples it is given
+into runs that are adjacent in memory (a GRUModel's parameters are all one run), keeps its state
+(moments, momentum) as one flat buffer per run, and updates each run with one compiled loop.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+# -- compiled updates: one pass over a flat span; p, g and the state are 1-D arrays of one size --
+
+@njit(cache=True)
+def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
+                 weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
+    """torch.optim.Adam / AdamW (single-tensor path), element by element:
+    m <- m + (1-β1)(g - m); v <- β2 v + (1-β2) g²; p <- p - lr/bc1 · m / (√v / √bc2 + eps),
+    with g <- g + wd·p (Adam, L2) or p <- p (1 - lr·wd) first (AdamW, decoupled)."""
+    step_size = lr / bias_correction1
+    for i in range(p.size):
+        grad = g[i]
+        if weight_decay != 0.0:
+            if decoupled:
+                p[i] = p[i] * (1.0 - lr * weight_decay)
+            else:
+                grad = grad + weight_decay * p[i]
+        exp_avg[i] = exp_avg[i] + one_minus_beta1 * (grad - exp_avg[i])
+        exp_avg_sq[i] = exp_avg_sq[i] * beta2 + one_minus_beta2 * grad * grad
+        denom = np.sqrt(exp_avg_sq[i]) / bias_correction2_sqrt + eps
+        p[i] = p[i] + (-step_size) * (exp_avg[i] / denom)
+
+
+@njit(cache=True)
+def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """torch.optim.SGD: d = g + wd·p; buf <- d (first step) or μ·buf + (1-dampening)·d;
+    d <- d + μ·buf (Nesterov) or buf; p <- p - lr·d."""
+    for i in range(p.size):
+        d = g[i]
+        if weight_decay != 0.0:
+            d = d + weight_decay * p[i]
+        if momentum != 0.0:
+            if first:
+                buf[i] = d
+            else:
+                buf[i] = buf[i] * momentum + (1.0 - dampening) * d
+            if nesterov:
+                d = d + momentum * buf[i]
+            else:
+                d = buf[i]
+        p[i] = p[i] + (-lr) * d
+
+
+# -- grouping parameters into flat spans --
+
+def _owner(arr):
+    """The array that owns arr's memory (the end of its .base chain)."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+def _offset_in(arr, owner):
+    """arr's first element as an index into owner.reshape(-1), or None where that is not a view."""
+    if not owner.flags.c_contiguous or owner.dtype != arr.dtype:
+        return None
+    delta = arr.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    if delta % arr.itemsize:
+        return None
+    start = delta // arr.itemsize
+    return start if 0 <= start and start + arr.size <= owner.size else None
+
+
+def _spans(params):
+    """[(names, param_span, grad_span)]: runs of parameters adjacent in memory, as 1-D views.
+
+    params: an object with parameters() (a layer or a model), or an iterable of
+    (name, param, grad) triples.
+    """
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    triples = list(params)
+    if not triples:
+        raise ValueError("params: expected at least one (name, parameter, gradient) triple, got none")
+    runs = []  # [names, p_owner, p_start, p_end, g_owner, g_start, g_end]
+    for i, item in enumerate(triples):
+        if not (isinstance(item, tuple) and len(item) == 3):
+            raise TypeError(f"params[{i}]: expected a (name, parameter, gradient) triple, got "
+                            f"{type(item).__name__}")
+        name, p, g = item
+        for what, arr in (("parameter", p), ("gradient", g)):
+            if not isinstance(arr, np.ndarray) or arr.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{i}] ({name}): expected a float32/float64 numpy "
+                                f"{what}, got {type(arr).__name__}")
+            if not arr.flags.c_contiguous:
+                raise ValueError(f"params[{i}] ({name}): the {what} must be C-contiguous")
+        if p.shape != g.shape or p.dtype != g.dtype:
+            raise ValueError(f"params[{i}] ({name}): gradient {g.dtype}{g.shape} does not match "
+                             f"parameter {p.dtype}{p.shape}")
+        p_own, g_own = _owner(p), _owner(g)
+        p_at, g_at = _offset_in(p, p_own), _offset_in(g, g_own)
+        if p_at is None:
+            p_own, p_at = p, 0
+        if g_at is None:
+            g_own, g_at = g, 0
+        if runs:
+            r = runs[-1]
+            if r[1] is p_own and r[3] == p_at and r[4] is g_own and r[6] == g_at:
+                r[0].append(name)
+                r[3] += p.size
+                r[6] += g.size
+                continue
+        runs.append([[name], p_own, p_at, p_at + p.size, g_own, g_at, g_at + g.size])
+    dtypes = {r[1].dtype for r in runs}
+    if len(dtypes) > 1:
+        raise ValueError(f"params: expected one dtype for all parameters, got {sorted(map(str, dtypes))}")
+    return [(names, p_own.reshape(-1)[p0:p1], g_own.reshape(-1)[g0:g1])
+            for names, p_own, p0, p1, g_own, g0, g1 in runs]
+
+
+def _check_number(name, value, low=0.0, high=None, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                       np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value) or value < low or \
+        (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        upper = "" if high is None else (f", {high})" if high_open else f", {high}]")
+        raise ValueError(f"{name}: expected a finite number in [{low}{upper or ', inf)'}, "
+                         f"got {value!r}")
+    return value
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale all gradients in place so that their global L2 norm is at most max_norm, as
+    torch.nn.utils.clip_grad_norm_ (factor max_norm / (norm + 1e-6), capped at 1).
+    Returns the norm before clipping."""
+    spans = params if isinstance(params, _SpanList) else _SpanList(_spans(params))
+    return spans.clip(max_norm)
+
+
+class _SpanList(list):
+    def norm(self):
+        return math.sqrt(sum(float(np.dot(g, g)) for _, _, g in self))
+
+    def clip(self, max_norm):
+        max_norm = _check_number("max_norm", max_norm)
+        total = self.norm()
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            for _, _, g in self:
+                g *= g.dtype.type(coef)
+        return total
+
+
+class Optimizer:
+    """Shared machinery: flat spans, learning rate, step count, zero_grad, clipping, state."""
+
+    _buffers = ()  # names of the per-span state buffers
+
+    def __init__(self, params, lr):
+        self.spans = _SpanList(_spans(params))
+        self.lr = _check_number("lr", lr)
+        self.step_count = 0
+        self.state = {name: [np.zeros_like(p) for _, p, _ in self.spans] for name in self._buffers}
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({hyper})"
+
+    def zero_grad(self):
+        for _, _, g in self.spans:
+            g[...] = 0
+
+    def grad_norm(self):
+        """Global L2 norm of all gradients."""
+        return self.spans.norm()
+
+    def clip_grad_norm(self, max_norm):
+        """clip_grad_norm over this optimizer's gradients; returns the norm before clipping."""
+        return self.spans.clip(max_norm)
+
+    def hyperparameters(self):
+        return {"lr": self.lr}
+
+    def state_dict(self):
+        """{"type", "hyperparameters", "step_count", "buffers": {name: [array per span]}} (copies)."""
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "step_count": self.step_count,
+                "buffers": {k: [b.copy() for b in v] for k, v in self.state.items()}}
+
+    def load_state_dict(self, state):
+        """Restore what state_dict returned (same optimizer type and parameter layout)."""
+        if not isinstance(state, dict) or "type" not in state:
+            raise TypeError(f"state: expected a dict from state_dict(), got {type(state).__name__}")
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"state: saved by {state['type']}, cannot load into "
+                             f"{type(self).__name__}")
+        buffers = state.get("buffers", {})
+        if sorted(buffers) != sorted(self.state):
+            raise ValueError(f"state: expected buffers {sorted(self.state)}, got {sorted(buffers)}")
+        for name, arrays in buffers.items():
+            sizes = [b.size for b in self.state[name]]
+            got = [np.asarray(a).size for a in arrays]
+            if got != sizes:
+                raise ValueError(f"state: buffer {name!r} has span sizes {got}, this optimizer's "
+                                 f"parameters have {sizes} (another model shape?)")
+        for name, arrays in buffers.items():
+            for dst, src in zip(self.state[name], arrays):
+                dst[...] = np.asarray(src).reshape(dst.shape)
+        for key, value in state.get("hyperparameters", {}).items():
+            setattr(self, key, tuple(value) if isinstance(value, list) else value)
+        self.step_count = int(state["step_count"])
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: weight_decay is an L2 term added to the gradient."""
+
+    _buffers = ("exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check_number("betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                      _check_number("betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        self.eps = _check_number("eps", eps)
+        self.weight_decay = _check_number("weight_decay", weight_decay)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def step(self):
+        """One update of every parameter from its current gradient."""
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        bias_correction1 = 1 - beta1 ** self.step_count
+        bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
+        for k, (_, p, g) in enumerate(self.spans):
+            _adam_kernel(p, g, self.state["exp_avg"][k], self.state["exp_avg_sq"][k],
+                         float(self.lr), 1 - beta1, beta2, 1 - beta2, self.eps,
+                         self.weight_decay, self._decoupled, bias_correction1,
+                         bias_correction2_sqrt)
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: decoupled weight decay, p <- p (1 - lr·wd) before the Adam step."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD with momentum, dampening, Nesterov momentum and L2 weight decay."""
+
+    _buffers = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-2, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        super().__init__(params, lr)
+        self.momentum = _check_number("momentum", momentum)
+        self.dampening = _check_number("dampening", dampening)
+        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov: needs momentum > 0 and dampening = 0, got momentum="
+                             f"{self.momentum}, dampening={self.dampening}")
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+    def step(self):
+        first = self.step_count == 0
+        self.step_count += 1
+        for k, (_, p, g) in enumerate(self.spans):
+            _sgd_kernel(p, g, self.state["momentum_buffer"][k], float(self.lr), self.momentum,
+                        self.dampening, self.weight_decay, self.nesterov, first)
+
+
+# -- learning-rate schedules: step() once per epoch, as torch.optim.lr_scheduler --
+
+class _Schedule:
+    def __init__(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected a numgru optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+
+    def step(self):
+        """Advance one epoch and set the optimizer's learning rate for the next one."""
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+    def get_last_lr(self):
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"type": type(self).__name__, "base_lr": self.base_lr,
+                "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state):
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"state: saved by {state.get('type')}, cannot load into "
+                             f"{type(self).__name__}")
+        self.base_lr = float(state["base_lr"])
+        self.last_epoch = int(state["last_epoch"])
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+
+class StepLR(_Schedule):
+    """lr = base_lr · gamma^(epoch // step_size), as torch's StepLR."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        super().__init__(optimizer)
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or \
+                step_size < 1:
+            raise ValueError(f"step_size: expected a positive integer, got {step_size!r}")
+        self.step_size = int(step_size)
+        self.gamma = _check_number("gamma", gamma)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineLR(_Schedule):
+    """lr = eta_min + (base_lr - eta_min)(1 + cos(π·epoch / T_max)) / 2, as torch's
+    CosineAnnealingLR (its closed form); constant at eta_min after T_max."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        super().__init__(optimizer)
+        if isinstance(T_max, bool) or not isinstance(T_max, (int, np.integer)) or T_max < 1:
+            raise ValueError(f"T_max: expected a positive integer, got {T_max!r}")
+        self.T_max = int(T_max)
+        self.eta_min = _check_number("eta_min", eta_min)
+
+    def lr_at(self, epoch):
+        epoch = min(epoch, self.T_max)
+        return self.eta_min + (self.base_lr - self.eta_min) * (
+            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD}

@@ -1,0 +1,441 @@
+"""Trainer: one optimizer step per mini-batch of variable-length sequences, and the epoch loop
+around it (shuffling, validation, history, early stopping, best-model restore, checkpoints with
+exact resume, a tqdm progress bar).
+
+Each mini-batch is cut to its own longest sequence and handed to the model with its lengths, so
+padding neither costs steps nor reaches the loss. With the same seed, data, machine and thread count
+a fit gives the same loss curve bit for bit: all randomness (shuffling, dropout) comes from seeded
+generators whose states the checkpoints carry.
+"""
+
+import math
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from . import losses
+from .data import pad_sequences
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss or gradient; the parameters were not updated."""
+
+    def __init__(self, message, step, epoch=None, checkpoint=None):
+        super().__init__(message)
+        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
+
+
+def _as_sequences(X, lengths, dtype, name="X"):
+    """(X (N, T, F) padded, lengths (N,)) from a padded array (+ lengths) or a list of (T_i, F)."""
+    if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) == 2 and \
+            len({np.shape(s)[0] for s in X}) > 1:
+        if lengths is not None:
+            raise ValueError(f"lengths: {name} is a list of sequences, which carry their own "
+                             f"lengths; pass lengths=None")
+        return pad_sequences(X, dtype)
+    arr = np.asarray(X)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name}: expected a numeric (N, T, F) array or a list of (T, F) arrays, "
+                        f"got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected a 3-D array (N, T, F), got shape {arr.shape}")
+    N, T = arr.shape[:2]
+    if N == 0 or T == 0:
+        raise ValueError(f"{name}: expected at least one sequence and one step, got {arr.shape}")
+    if lengths is None:
+        lengths = np.full(N, T, np.int64)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"lengths: expected {N} integers (one per sequence of {name}), got "
+                             f"{lengths.dtype} {lengths.shape}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths: expected values in [1, {T}], got min {lengths.min()}, "
+                             f"max {lengths.max()}")
+        lengths = lengths.astype(np.int64)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = ~finite & valid[:, :, None]
+        if bad.any():
+            n, t, f = (int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name}: NaN or Inf at sequence {n}, step {t}, feature {f}")
+        arr = np.where(finite, arr, 0)
+    return np.ascontiguousarray(arr, dtype=dtype), lengths
+
+
+class Trainer:
+    """Fits a GRUModel with an optimizer and a loss ("mse", "cross_entropy", or a callable
+    (pred, target, mask) -> (loss, grad)).
+
+    metrics: names computed each epoch; "accuracy" (default with cross_entropy), "rmse", "mae".
+    clip_norm: clip gradients to this global L2 norm before each step (None = no clipping).
+    scheduler: a numgru learning-rate schedule, stepped once per epoch.
+    """
+
+    def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
+                 progress=True):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+        self.loss_fn = losses.get(loss)
+        self.classification = loss == "cross_entropy"
+        if metrics is None:
+            metrics = ["accuracy"] if self.classification else []
+        for m in metrics:
+            if m not in ("accuracy", "rmse", "mae"):
+                raise ValueError(f"metrics: expected names from ('accuracy', 'rmse', 'mae'), got {m!r}")
+            if m == "accuracy" and not self.classification:
+                raise ValueError("metrics: 'accuracy' needs loss='cross_entropy'")
+        self.metrics = list(metrics)
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        self.scheduler = scheduler
+        self.progress = progress
+        self.global_step = 0
+        self.history = {}
+        self.stop_training = False
+        self.best_epoch = None
+        self._saved_epoch = None
+
+    # -- checks --
+
+    def _check_targets(self, y, N, T, name="y"):
+        """y as the loss wants it: int (N,) / (N, T) for cross-entropy, float (N, O) / (N, T, O)."""
+        y = np.asarray(y)
+        if len(y) != N:
+            raise ValueError(f"X and {name}: X has {N} sequences but {name} has {len(y)} targets")
+        O = self.model.output_size
+        per_step = self.model.head == "sequence"
+        if self.classification:
+            if not np.issubdtype(y.dtype, np.integer):
+                if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
+                    y = y.astype(np.int64)
+                else:
+                    raise TypeError(f"{name}: expected integer class labels, got dtype {y.dtype}")
+            want = (N, T) if per_step else (N,)
+            if y.shape != want:
+                raise ValueError(f"{name}: expected shape {want} of class labels, got {y.shape}")
+            bad = (y < 0) | (y >= O)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{name}: class labels must be in [0, {O}) (output_size = {O}), "
+                                 f"got {int(y[where])} at index {where[0] if len(where) == 1 else where}")
+            return y.astype(np.int64)
+        if not np.issubdtype(y.dtype, np.number):
+            raise TypeError(f"{name}: expected numeric targets, got dtype {y.dtype}")
+        want = (N, T, O) if per_step else (N, O)
+        if y.shape != want and y.size == math.prod(want):
+            y = y.reshape(want)  # e.g. (N,) targets for a single output
+        if y.shape != want:
+            raise ValueError(f"{name}: expected shape {want}, got {y.shape}")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name}: NaN or Inf at target {int(np.argwhere(~np.isfinite(y))[0][0])}")
+        return y.astype(self.model.dtype)
+
+    def _batch(self, X, lengths, y, index):
+        """The batch of these rows, cut to its longest sequence, with its per-step mask."""
+        lb = lengths[index]
+        T = int(lb.max())
+        xb = X[index, :T]
+        mask = None
+        if y is None:
+            yb = None
+        elif self.model.head == "sequence":
+            yb = y[index, :T]
+            mask = np.arange(T)[None, :] < lb[:, None]
+        else:
+            yb = y[index]
+        return xb, lb, yb, mask
+
+    # -- one step --
+
+    def train_step(self, x, y, lengths=None, mask=None):
+        """One optimizer step on this batch; returns its mean loss (a float).
+
+        For a per-step head the mask defaults to the valid steps given by lengths.
+        """
+        out, loss = self._step(x, y, lengths, mask)
+        return loss
+
+    def _step(self, x, y, lengths, mask):
+        model = self.model
+        model.zero_grad()
+        out = model.forward(x, lengths=lengths, train=True)
+        if mask is None and model.head == "sequence" and lengths is not None:
+            T = out.shape[1]
+            mask = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+        loss, grad = self.loss_fn(out, y, mask)
+        step = self.global_step + 1
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were not "
+                                     f"updated (they hold the values after step {step - 1})", step)
+        model.backward(grad)
+        norm = self.optimizer.grad_norm()
+        if not math.isfinite(norm):
+            raise NonFiniteLossError(f"the gradient norm is {norm} at step {step} (loss {loss}); "
+                                     f"the parameters were not updated", step)
+        if self.clip_norm is not None:
+            self.optimizer.clip_grad_norm(self.clip_norm)
+        self.optimizer.step()
+        self.global_step = step
+        return out, loss
+
+    # -- inference --
+
+    def predict(self, X, lengths=None, batch_size=256):
+        """Model outputs for every sequence (logits for classification), in X's order."""
+        X, lengths = _as_sequences(X, lengths, self.model.dtype)
+        outs = []
+        for start in range(0, len(X), batch_size):
+            index = np.arange(start, min(start + batch_size, len(X)))
+            xb, lb, _, _ = self._batch(X, lengths, None, index)
+            out = self.model(xb, lengths=lb)
+            if self.model.head == "sequence" and out.shape[1] < X.shape[1]:
+                out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
+                                                     out.shape[2]), out.dtype)], axis=1)
+            outs.append(out)
+        return np.concatenate(outs)
+
+    def evaluate(self, X, y, lengths=None, batch_size=256):
+        """{"loss": mean loss, and each metric} over the whole set (inference, no dropout)."""
+        X, lengths = _as_sequences(X, lengths, self.model.dtype)
+        y = self._check_targets(y, len(X), X.shape[1])
+        totals = _Totals()
+        for start in range(0, len(X), batch_size):
+            index = np.arange(start, min(start + batch_size, len(X)))
+            xb, lb, yb, mask = self._batch(X, lengths, y, index)
+            out = self.model(xb, lengths=lb)
+            loss, _ = self.loss_fn(out, yb, mask)
+            totals.add(loss, out, yb, mask, self.metrics)
+        return totals.result(self.metrics)
+
+    # -- the epoch loop --
+
+    def fit(self, X, y, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True,
+            seed=None, callbacks=(), early_stopping=None, monitor=None, restore_best=None,
+            checkpoint=None, checkpoint_every=1, resume=False, extra=None, progress=None):
+        """Train for `epochs` epochs (in total, counting those a resumed checkpoint already did).
+
+        X: (N, T, F) padded with `lengths` (N,), or a list of (T_i, F) arrays. y: class labels
+        (N,) for cross-entropy ((N, T) with a per-step head) or targets (N, O) ((N, T, O)).
+        validation_data: (Xv, yv) or (Xv, yv, lengths_v); adds val_loss and val_<metric>.
+        early_stopping: stop after this many epochs without improvement of `monitor`
+        (default "val_loss" with validation data, else "loss").
+        restore_best: at the end, load the parameters of the best epoch by `monitor` (default:
+        True when there is validation data).
+        checkpoint: a file path written every `checkpoint_every` epochs and at the end; with
+        resume=True and an existing file, training continues from it exactly.
+        callbacks: callables (trainer, epoch, logs); set trainer.stop_training = True to stop.
+        Returns the history: {"epoch", "loss", metrics..., "val_loss", ..., "lr", "time"} lists.
+        """
+        model = self.model
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+                batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        X, lengths = _as_sequences(X, lengths, model.dtype)
+        y = self._check_targets(y, len(X), X.shape[1])
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
+            Xv, yv = validation_data[0], validation_data[1]
+            lv = validation_data[2] if len(validation_data) == 3 else None
+            Xv, lv = _as_sequences(Xv, lv, model.dtype, name="validation X")
+            if Xv.shape[2] != X.shape[2]:
+                raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the training X "
+                                 f"has {X.shape[2]}")
+            yv = self._check_targets(yv, len(Xv), Xv.shape[1], name="validation y")
+            val = (Xv, yv, lv)
+        monitor = monitor or ("val_loss" if val is not None else "loss")
+        if restore_best is None:
+            restore_best = val is not None
+        N = len(X)
+        steps_per_epoch = -(-N // batch_size)
+
+        state = {"epoch": 0, "best_value": None, "best_epoch": None, "wait": 0}
+        best_params = None
+        self._shuffle_rng = np.random.default_rng(seed)
+        self.history = {}
+        if resume and checkpoint is not None and os.path.exists(checkpoint):
+            best_params = self._restore(checkpoint, state)
+        self.stop_training = False
+        last_good = checkpoint if (checkpoint and os.path.exists(checkpoint)) else None
+        bar = _progress_bar(self.progress if progress is None else progress,
+                            total=steps_per_epoch * max(0, epochs - state["epoch"]))
+        try:
+            for epoch in range(state["epoch"] + 1, epochs + 1):
+                t0 = time.perf_counter()
+                bar.set_description(f"epoch {epoch}/{epochs}")
+                order = self._shuffle_rng.permutation(N) if shuffle else np.arange(N)
+                totals = _Totals()
+                for b in range(steps_per_epoch):
+                    index = order[b * batch_size:(b + 1) * batch_size]
+                    xb, lb, yb, mask = self._batch(X, lengths, y, index)
+                    lr = self.optimizer.lr
+                    try:
+                        out, loss = self._step(xb, yb, lb, mask)
+                    except NonFiniteLossError as e:
+                        where = f"epoch {epoch}, batch {b + 1} of {steps_per_epoch}"
+                        kept = (f"; the last good checkpoint is {last_good} (epoch "
+                                f"{self._saved_epoch})" if last_good else "")
+                        raise NonFiniteLossError(f"{e} ({where}, lr {lr:g}){kept}", e.step, epoch,
+                                                 last_good) from None
+                    totals.add(loss, out, yb, mask, self.metrics)
+                    bar.update(1)
+                    bar.set_postfix_str(f"loss {totals.mean_loss():.4f}", refresh=False)
+                logs = {"epoch": epoch, **totals.result(self.metrics)}
+                if val is not None:
+                    for k, v in self.evaluate(*val[:2], lengths=val[2]).items():
+                        logs[f"val_{k}"] = v
+                logs["lr"] = self.optimizer.lr
+                logs["time"] = time.perf_counter() - t0
+                for k, v in logs.items():
+                    self.history.setdefault(k, []).append(v)
+                bar.set_postfix_str(_describe(logs), refresh=True)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if monitor not in logs:
+                    raise ValueError(f"monitor: {monitor!r} is not among the logged values "
+                                     f"{sorted(logs)}")
+                value = logs[monitor]
+                if state["best_value"] is None or value < state["best_value"]:
+                    state.update(best_value=value, best_epoch=epoch, wait=0)
+                    if restore_best:
+                        best_params = model.flat_params.copy()
+                else:
+                    state["wait"] += 1
+                state["epoch"] = epoch
+                for cb in callbacks:
+                    cb(self, epoch, logs)
+                stop = self.stop_training or (early_stopping is not None
+                                              and state["wait"] >= early_stopping)
+                if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
+                                               or stop):
+                    self._save(checkpoint, state, best_params, seed, extra)
+                    last_good = checkpoint
+                if stop:
+                    break
+        finally:
+            bar.close()
+        if restore_best and best_params is not None:
+            model.flat_params[...] = best_params
+        self.best_epoch = state["best_epoch"]
+        return self.history
+
+    # -- checkpoints --
+
+    def save(self, path, extra=None):
+        """A checkpoint of the model, the optimizer and the schedule (no epoch-loop state)."""
+        ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler,
+                                training={"global_step": self.global_step}, extra=extra)
+
+    def _save(self, path, state, best_params, seed, extra):
+        training = {"epoch": state["epoch"], "global_step": self.global_step,
+                    "best_value": state["best_value"], "best_epoch": state["best_epoch"],
+                    "wait": state["wait"], "history": self.history,
+                    "shuffle_rng": self._shuffle_rng.bit_generator.state,
+                    "dropout_rng": self.model.gru._rng.bit_generator.state}
+        arrays = {} if best_params is None else {"best_params": best_params}
+        ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler, training=training,
+                                extra=extra, arrays=arrays)
+        self._saved_epoch = state["epoch"]
+
+    def _restore(self, path, state):
+        """Load a fit checkpoint into model, optimizer, schedule and the loop state."""
+        ck = ckpt_io.load_checkpoint(path)
+        ckpt_io.check_model_matches(ck, self.model, path)
+        training = ck.meta.get("training") or {}
+        if "epoch" not in training:
+            raise ckpt_io.CheckpointError(f"{path}: holds no epoch-loop state (saved by "
+                                          f"Trainer.save, not by fit); cannot resume from it")
+        self.model.load_state_dict(ck.model_state())
+        opt_state = ck.optimizer_state()
+        if opt_state is None:
+            raise ckpt_io.CheckpointError(f"{path}: holds no optimizer state; cannot resume")
+        try:
+            self.optimizer.load_state_dict(opt_state)
+        except ValueError as e:
+            raise ckpt_io.CheckpointError(f"{path}: {e}") from None
+        if self.scheduler is not None and ck.meta.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ck.meta["scheduler"])
+        self.global_step = int(training["global_step"])
+        self.history = {k: list(v) for k, v in training["history"].items()}
+        self._shuffle_rng.bit_generator.state = training["shuffle_rng"]
+        self.model.gru._rng.bit_generator.state = training["dropout_rng"]
+        state.update(epoch=int(training["epoch"]), best_value=training["best_value"],
+                     best_epoch=training["best_epoch"], wait=int(training["wait"]))
+        self._saved_epoch = state["epoch"]
+        best = ck.arrays.get("extra/best_params")
+        return None if best is None else best.copy()
+
+
+class _Totals:
+    """Running sums over batches for the mean loss and the metrics, weighted by positions."""
+
+    def __init__(self):
+        self.loss = 0.0
+        self.count = 0
+        self.correct = 0
+        self.sq = 0.0
+        self.abs = 0.0
+        self.values = 0
+
+    def add(self, loss, out, target, mask, metrics):
+        n = int(mask.sum()) if mask is not None else (out.shape[0] if out.ndim == 2 else
+                                                      out.shape[0] * out.shape[1])
+        self.loss += loss * n
+        self.count += n
+        if "accuracy" in metrics:
+            hit = out.argmax(axis=-1) == target
+            self.correct += int(hit[mask].sum() if mask is not None else hit.sum())
+        if "rmse" in metrics or "mae" in metrics:
+            diff = out.astype(np.float64) - target
+            if mask is not None:
+                diff = diff[mask]
+            self.sq += float(np.sum(diff * diff))
+            self.abs += float(np.sum(np.abs(diff)))
+            self.values += diff.size
+
+    def mean_loss(self):
+        return self.loss / max(self.count, 1)
+
+    def result(self, metrics):
+        out = {"loss": self.mean_loss()}
+        if "accuracy" in metrics:
+            out["accuracy"] = self.correct / max(self.count, 1)
+        if "rmse" in metrics:
+            out["rmse"] = math.sqrt(self.sq / max(self.values, 1))
+        if "mae" in metrics:
+            out["mae"] = self.abs / max(self.values, 1)
+        return out
+
+
+def _describe(logs):
+    return " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "time", "lr"))
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_description(self, text):
+        pass
+
+    def set_postfix_str(self, text, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(enabled, total):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=0.25, leave=True)
