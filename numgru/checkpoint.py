@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .data import open_npz
+
 FORMAT = "numgru-checkpoint"
 FORMAT_VERSION = 1
 _META = "__meta__"
@@ -129,15 +131,7 @@ def load_checkpoint(path):
     """Read a checkpoint file; raises CheckpointError for files that are not numgru checkpoints or
     come from a newer format version."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: the file is empty, not a numgru checkpoint")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a numgru checkpoint (cannot be read as .npz: {e})") \
-            from None
+    archive = open_npz(path, CheckpointError, "a numgru checkpoint (cannot be read as .npz)")
     if not hasattr(archive, "files"):
         raise CheckpointError(f"{path}: not a numgru checkpoint (a single .npy array)")
     with archive:

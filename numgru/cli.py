@@ -1,9 +1,10 @@
 """The `numgru` command line (also `python -m numgru`): train, predict, evaluate, bench, info.
 
 `train` takes a bundled data set's name (japanese_vowels, sunspots) or a file (.ts, .npz, .csv),
-fits a GRUModel and writes a run folder: checkpoint.npz (model, optimizer, how the data were
-prepared), history.json and history.csv, metrics.json, and loss.png when matplotlib is installed.
-`predict` and `evaluate` take that folder (or its checkpoint) and data prepared the same way.
+fits a GRUModel and writes a run folder: model.npz (the final model and how its data were
+prepared), checkpoint.npz (the last epoch's full training state, for --resume), history.json and
+history.csv, metrics.json, and loss.png when matplotlib is installed. `predict` and `evaluate`
+take that folder (or a checkpoint file) and prepare their data the same way.
 """
 
 import argparse
@@ -176,9 +177,9 @@ def cmd_train(args):
                           early_stopping=args.patience, checkpoint=ckpt_path, resume=args.resume,
                           extra=prep)
     seconds = time.perf_counter() - t0
-    if validation is not None and trainer.best_epoch is not None:
-        # The file on disk holds the last epoch; the run's model is the restored best one.
-        trainer.save(ckpt_path, extra=prep)
+    # checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
+    # final model (the best epoch's weights when a validation split chose one).
+    trainer.save(os.path.join(out_dir, "model.npz"), extra=prep)
     print(f"trained {len(history.get('loss', []))} epochs in {seconds:.1f} s "
           f"(best epoch {trainer.best_epoch})", flush=True)
     metrics_out = {"task": task, "data": args.data, "epochs": len(history.get("loss", [])),
@@ -296,9 +297,10 @@ def plot_history(history, path):
 
 def _open_run(run, device):
     from .checkpoint import load_model
-    path = os.path.join(run, "checkpoint.npz") if os.path.isdir(run) else run
+    path = os.path.join(run, "model.npz") if os.path.isdir(run) else run
     if not os.path.exists(path):
-        raise CLIError(f"{run}: no checkpoint (expected a run folder or a checkpoint file)")
+        raise CLIError(f"{run}: no model.npz or checkpoint (expected a run folder written by "
+                       f"`numgru train`, or a checkpoint file)")
     model, ck = load_model(path, device=device)
     prep = (ck.meta.get("extra") or {})
     if "task" not in prep:

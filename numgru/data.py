@@ -185,19 +185,49 @@ def _is_float(text):
 
 # -- .npz --
 
+def open_npz(path, error, what):
+    """np.load of an .npz file without pickles; error(message) names path when it is empty or
+    not `what`."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise error(f"{path}: the file is empty")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError: all "not an npz"
+        raise error(f"{path}: not {what} ({e})") from None
+
+
+def check_padded(X, lengths, name="X", prefix="", error=ValueError):
+    """(X with zeros after each length, lengths int64 (N,)) for padded X (N, T, F): lengths must
+    be integers in [1, T] (None = all T) and every valid step finite; padding may hold anything."""
+    N, T = X.shape[:2]
+    if lengths is None:
+        lengths = np.full(N, T, np.int64)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise error(f"{prefix}lengths: expected {N} integers (one per sequence of {name}), "
+                        f"got {lengths.dtype} {lengths.shape}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise error(f"{prefix}lengths: expected values in [1, {T}], got min {lengths.min()}, "
+                        f"max {lengths.max()}")
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    finite = np.isfinite(X)
+    if not finite.all():
+        bad = ~finite & valid[:, :, None]
+        if bad.any():
+            n, t, f = (int(i) for i in np.argwhere(bad)[0])
+            raise error(f"{prefix}{name}: NaN or Inf at sequence {n}, step {t}, feature {f}")
+    return np.where(valid[:, :, None], X, 0), lengths.astype(np.int64)
+
+
 def load_npz(path, dtype="float32", require_targets=True):
     """An `.npz` archive with X (N, T, F) (or (N, T) for one feature), y (N,) or (N, K), and
     optionally lengths (N,). Integer y is taken as class indices 0..C-1. With
     require_targets=False, y may be absent (y is then None: data to predict on)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise DataFormatError(f"{path}: the file is empty")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError: all "not an npz"
-        raise DataFormatError(f"{path}: not a readable .npz archive ({e})") from None
+    archive = open_npz(path, DataFormatError, "a readable .npz archive")
     if not hasattr(archive, "files"):
         raise DataFormatError(f"{path}: holds a single array; expected an .npz archive with X "
                               f"and y")
@@ -218,23 +248,10 @@ def load_npz(path, dtype="float32", require_targets=True):
     N, T = X.shape[:2]
     if y is not None and len(y) != N:
         raise DataFormatError(f"{path}: X has {N} sequences but y has {len(y)} targets")
-    if lengths is None:
-        lengths = np.full(N, T, np.int64)
-    else:
-        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise DataFormatError(f"{path}: lengths: expected {N} integers, got {lengths.dtype} "
-                                  f"{lengths.shape}")
-        if lengths.min() < 1 or lengths.max() > T:
-            raise DataFormatError(f"{path}: lengths: expected values in [1, {T}], got min "
-                                  f"{lengths.min()}, max {lengths.max()}")
-    valid = np.arange(T)[None, :] < lengths[:, None]
-    bad = ~np.isfinite(X) & valid[:, :, None]
-    if bad.any():
-        n, t, f = (int(i) for i in np.argwhere(bad)[0])
-        raise DataFormatError(f"{path}: X: NaN or Inf at sequence {n}, step {t}, feature {f}")
-    X = np.where(valid[:, :, None], X, 0).astype(dtype)
+    X, lengths = check_padded(X, lengths, prefix=f"{path}: ", error=DataFormatError)
+    X = X.astype(dtype)
     if y is None:
-        return SequenceData(X, lengths.astype(np.int64), None, [], path)
+        return SequenceData(X, lengths, None, [], path)
     if np.issubdtype(y.dtype, np.integer):
         if y.ndim != 1:
             raise DataFormatError(f"{path}: y: integer class labels must be 1-D, got {y.shape}")
@@ -251,7 +268,7 @@ def load_npz(path, dtype="float32", require_targets=True):
     else:
         raise DataFormatError(f"{path}: y: expected integer labels or float targets, got "
                               f"{y.dtype}")
-    return SequenceData(X, lengths.astype(np.int64), y, classes, path)
+    return SequenceData(X, lengths, y, classes, path)
 
 
 # -- CSV time series --

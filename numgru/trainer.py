@@ -16,7 +16,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import losses
-from .data import pad_sequences
+from .data import check_padded, pad_sequences
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,7 +34,7 @@ def _as_sequences(X, lengths, dtype, name="X"):
         if lengths is not None:
             raise ValueError(f"lengths: {name} is a list of sequences, which carry their own "
                              f"lengths; pass lengths=None")
-        return pad_sequences(X, dtype)
+        X, lengths = pad_sequences(X, dtype)
     arr = np.asarray(X)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name}: expected a numeric (N, T, F) array or a list of (T, F) arrays, "
@@ -44,25 +44,7 @@ def _as_sequences(X, lengths, dtype, name="X"):
     N, T = arr.shape[:2]
     if N == 0 or T == 0:
         raise ValueError(f"{name}: expected at least one sequence and one step, got {arr.shape}")
-    if lengths is None:
-        lengths = np.full(N, T, np.int64)
-    else:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise ValueError(f"lengths: expected {N} integers (one per sequence of {name}), got "
-                             f"{lengths.dtype} {lengths.shape}")
-        if lengths.min() < 1 or lengths.max() > T:
-            raise ValueError(f"lengths: expected values in [1, {T}], got min {lengths.min()}, "
-                             f"max {lengths.max()}")
-        lengths = lengths.astype(np.int64)
-    valid = np.arange(T)[None, :] < lengths[:, None]
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = ~finite & valid[:, :, None]
-        if bad.any():
-            n, t, f = (int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{name}: NaN or Inf at sequence {n}, step {t}, feature {f}")
-        arr = np.where(finite, arr, 0)
+    arr, lengths = check_padded(arr, lengths, name=name)
     return np.ascontiguousarray(arr, dtype=dtype), lengths
 
 

@@ -54,7 +54,7 @@ def test_demo_path_one_epoch(tmp_path):
     assert "numgru GRU (this run)" in proc.stdout
     assert "epoch 1/1" in proc.stderr  # the progress bar
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "history.csv", "history.json",
-                                       "loss.png", "metrics.json"]
+                                       "loss.png", "metrics.json", "model.npz"]
     with open(out / "loss.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     history = json.loads((out / "history.json").read_text())
@@ -66,7 +66,7 @@ def test_demo_path_one_epoch(tmp_path):
     # through the Python API from the raw bundled files.
     from numgru import datasets
     from numgru.data import Standardizer
-    model, ckpt = ng.load_model(out / "checkpoint.npz")
+    model, ckpt = ng.load_model(out / "model.npz")
     train, test = datasets.load_japanese_vowels("train"), datasets.load_japanese_vowels("test")
     scaler = Standardizer().fit(train.X, train.lengths)
     logits = model(scaler.transform(test.X, test.lengths), lengths=test.lengths)
@@ -87,8 +87,8 @@ def test_train_evaluate_predict_on_a_file(tmp_path):
     with open(pred_file) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 30 and set(rows[0]) == {"index", "label", "probability"}
-    # Predictions equal the checkpoint's model applied to the data prepared as at training time.
-    model, ckpt = ng.load_model(run / "checkpoint.npz")
+    # Predictions equal the run's model applied to the data prepared as at training time.
+    model, ckpt = ng.load_model(run / "model.npz")
     prep = ckpt.meta["extra"]
     mean, std = np.array(prep["x_scaler"]["mean"]), np.array(prep["x_scaler"]["std"])
     valid = np.arange(X.shape[1])[None, :] < lengths[:, None]
@@ -146,7 +146,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert main(["train", "genesis"]) == 2
     assert "text corpus" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "sunspots"]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "no model.npz or checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "sunspots", "--epochs", "0"])
     assert "expected a positive number" in capsys.readouterr().err
