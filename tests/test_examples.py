@@ -25,7 +25,9 @@ def test_every_example_is_covered():
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_runs(script):
-    env = dict(os.environ, NUMGRU_EXAMPLE_QUICK="1")
+    # One BLAS thread: on a busy 2-core machine OpenBLAS's spinning threads can slow the
+    # recurrence's many small GEMMs tenfold, and this is a smoke test, not a timing.
+    env = dict(os.environ, NUMGRU_EXAMPLE_QUICK="1", OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
