@@ -11,6 +11,7 @@ processes. torch is the baseline only; numgru never imports it.
     python benchmarks/bench_cpu.py                 # the whole grid
     python benchmarks/bench_cpu.py --sizes stream seed --repeat 50
     python benchmarks/bench_cpu.py --compile       # first-call latency, no cache vs cache
+    python benchmarks/bench_cpu.py --memory        # peak memory of a training step vs torch
 """
 
 import argparse
@@ -157,6 +158,55 @@ def bench_cell(repeat, torch):
     return {"torch_s": t_torch, "cpu_s": t_ng}
 
 
+_MEMORY_SCRIPT = """
+import sys, numpy as np
+fw, B, T, I, H, L = sys.argv[1], *map(int, sys.argv[2:])
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+rng = np.random.default_rng(0)
+x = rng.standard_normal((B, T, I)).astype(np.float32)
+dy = rng.standard_normal((B, T, H)).astype(np.float32)
+if fw == "torch":
+    import torch
+    torch.set_num_threads(2)
+    g = torch.nn.GRU(I, H, num_layers=L, batch_first=True)
+    def step(x, dy):
+        xt = torch.tensor(x, requires_grad=True)
+        y, _ = g(xt)
+        torch.autograd.backward(y, torch.tensor(dy))
+else:
+    import numgru as ng
+    g = ng.GRU(I, H, num_layers=L, device="cpu")
+    def step(x, dy):
+        g.forward(x, train=True)
+        g.backward(dy)
+step(x[:1, :2], dy[:1, :2])  # load kernels (or compile) before measuring
+base = rss("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+step(x, dy)
+print(rss("VmHWM") - base)
+"""
+
+
+def training_memory(sizes):
+    """Peak resident memory added by one training step (forward + backward), in fresh processes."""
+    print("peak extra resident memory of one training step (MiB), fresh process each:")
+    print(f"{'size':8s} {'torch':>8s} {'numgru':>8s} {'ratio':>6s}")
+    out = {}
+    for name in sizes:
+        B, T, I, H, L = GRID[name]
+        vals = []
+        for fw in ("torch", "numgru"):
+            res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, fw, str(B), str(T), str(I),
+                                  str(H), str(L)], check=True, capture_output=True, text=True)
+            vals.append(int(res.stdout.split()[-1]) / 2 ** 20)
+        out[name] = vals
+        print(f"{name:8s} {vals[0]:8.1f} {vals[1]:8.1f} {vals[1] / max(vals[0], 1e-9):6.2f}")
+    return out
+
+
 def compile_latency():
     """First-call time in fresh processes: with an empty Numba cache, then with it filled."""
     code = ("import time, numpy as np; t0 = time.perf_counter(); import numgru as ng; "
@@ -184,10 +234,14 @@ def main():
     ap.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     ap.add_argument("--no-cell", action="store_true", help="skip the GRUCell latency")
     ap.add_argument("--compile", action="store_true", help="only the first-call latencies")
+    ap.add_argument("--memory", action="store_true", help="only the training-step peak memory")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.compile:
         compile_latency()
+        return
+    if args.memory:
+        training_memory(args.sizes)
         return
     import torch
 

@@ -78,7 +78,10 @@ def gemm(trans_a, trans_b, M, N, K, alpha, a, a_off, lda, b, b_off, ldb, beta, c
     if M > 0 and N > 0 and K > 0:
         _xxgemm(trans_b, trans_a, N, M, K, alpha, b, b_off, ldb, a, a_off, lda, beta, c, c_off,
                 ldc)
-    elif beta != 1:
+    elif beta != 1:  # an empty product: C = beta·C (and C = 0 for beta = 0, whatever C held)
         for i in range(M):
             for j in range(N):
-                c.flat[c_off + i * ldc + j] *= beta
+                if beta == 0:
+                    c.flat[c_off + i * ldc + j] = 0
+                else:
+                    c.flat[c_off + i * ldc + j] *= beta

@@ -105,6 +105,48 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     return y, h, cache
 
 
+@njit(**_JIT)
+def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
+    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written.
+
+    Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
+    The streaming path (GRUCell) calls this once per step, so it allocates only gi and gh.
+    """
+    B, I = x.shape
+    H = h.shape[1]
+    G = 3 * H
+    for b in range(B):
+        for i in range(I):
+            if not np.isfinite(x[b, i]):
+                return False
+        for j in range(H):
+            if not np.isfinite(h[b, j]):
+                return False
+    gi = np.empty((B, G), x.dtype)
+    gh = np.empty((B, G), x.dtype)
+    gemm(N_, T_, B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    h1[:] = h
+    if reset_after:
+        gemm(N_, T_, B, G, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+    else:
+        gemm(N_, T_, B, 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+        rh = np.empty((B, H), x.dtype)
+        for b in range(B):
+            for j in range(H):
+                rh[b, j] = sigmoid((gi[b, j] + b_ih[j]) + (gh[b, j] + b_hh[j])) * h[b, j]
+        gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+    for b in range(B):
+        _forward_row(gi[b], gh[b], b_ih, b_hh, h1[b], h1[b], gh[b], H, one, reset_after, False)
+    return True
+
+
+def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
+    """One GRU step, h1 (B,H) = GRU(x (B,I), h (B,H)); None when x or h is not finite."""
+    h1 = np.empty(h.shape, h.dtype)
+    ok = _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, h.dtype.type(1), h1)
+    return h1 if ok else None
+
+
 @njit(inline="always", **_JIT)
 def _backward_row(gates, h_prev, dy, dh, dgi, dgh, hid_n, H, reset_after):
     """One batch row of one step, backwards: from dh (H, dL/dh_t without the output's share) and dy,

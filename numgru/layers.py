@@ -306,7 +306,42 @@ class GRUCell(_Parameters):
 
     def __call__(self, x, h=None):
         """h1 for one step: x (B, I) or (I,), h like x with H features (None = zeros)."""
-        return self.forward(x, h, train=False)
+        x, h2, h_shape = self._check_step_inputs(x, h)
+        p = self.params
+        h1 = self._backend.step(x.reshape(-1, self.input_size), h2, p["weight_ih"],
+                                p["weight_hh"], p["bias_ih"] if self.bias else self._zero_bias,
+                                p["bias_hh"] if self.bias else self._zero_bias, self.reset_after)
+        if h1 is None:  # the kernel found NaN or Inf: name the culprit
+            _as_float_array("x", x, self.dtype)
+            _as_float_array("h", h2, self.dtype)
+        return h1.reshape(h_shape)
+
+    def _check_step_inputs(self, x, h):
+        """(x, h as (B, H), the shape to return). Fast for the common case of the streaming loop:
+        contiguous arrays of the layer's dtype skip every conversion (finiteness is checked in the
+        kernel)."""
+        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.flags.c_contiguous):
+            x = np.asarray(x)
+            if x.dtype.kind not in "biuf":
+                _as_float_array("x", x, self.dtype)  # raises with the reason
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x: expected a 2-D array (B, I) or a 1-D array (I,), got "
+                             f"{x.ndim}-D shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
+                             f"{x.shape}")
+        B = 1 if x.ndim == 1 else x.shape[0]
+        h_shape = (self.hidden_size,) if x.ndim == 1 else (B, self.hidden_size)
+        if h is None:
+            return x, np.zeros((B, self.hidden_size), self.dtype), h_shape
+        if not (type(h) is np.ndarray and h.dtype == self.dtype and h.flags.c_contiguous):
+            h = np.asarray(h)
+            if h.dtype.kind not in "biuf":
+                _as_float_array("h", h, self.dtype)
+            h = np.ascontiguousarray(h, dtype=self.dtype)
+        _check_shape("h", h, h_shape)
+        return x, h.reshape(B, self.hidden_size), h_shape
 
     def forward(self, x, h=None, train=False):
         x = _as_float_array("x", x, self.dtype)

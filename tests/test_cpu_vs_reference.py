@@ -83,3 +83,17 @@ def test_padding_outputs_are_zero_and_state_stops_at_length():
     y_r, h_r, _ = cpu.forward(*args, True, True)
     np.testing.assert_array_equal(h_r, y_r[0])
     assert np.all(y_r[2:, 1] == 0)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_training_cache_stays_within_its_memory_budget(reset_after):
+    """Beyond the outputs, the cache may hold T·B·(4H + I) values per layer and direction: it
+    creates only the gates (4H with hn, 3H without) and references x, y and h0 without copies."""
+    T, B, I, H = 7, 3, 5, 6
+    args = random_layer_args(np.random.default_rng(0), T, B, I, H, np.float32)
+    y, h_n, cache = cpu.forward(*args, False, reset_after, train=True)
+    x, h0 = args[0], args[1]
+    assert cache.x is x and cache.y is y and cache.h0 is h0
+    created = [v for k, v in vars(cache).items() if isinstance(v, np.ndarray)
+               and not any(v is ref for ref in (x, y, h0, args[2], args[3], args[6]))]
+    assert sum(a.size for a in created) == T * B * (4 if reset_after else 3) * H

@@ -304,3 +304,11 @@ def test_gru_cell_bad_input():
         cell(np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"h: expected shape \(2, 4\), got \(4,\)"):
         cell(np.zeros((2, 3)), np.zeros(4))
+    x = np.zeros((2, 3), np.float32)
+    x[1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"x: contains NaN or Inf \(first at index \(1, 2\)\)"):
+        cell(x)
+    with pytest.raises(ValueError, match=r"h: contains NaN or Inf"):
+        cell(np.zeros(3), np.full(4, np.nan))
+    with pytest.raises(TypeError, match=r"x: expected a numeric array, got dtype <U1"):
+        cell(np.full((2, 3), "a"))
