@@ -223,6 +223,7 @@ def _build(dtype_name, config_key):
         # mode 0: reset_after=True (r, z, n rows; v = h); 1: reset_after=False r, z rows (v = h);
         # 2: reset_after=False n rows (v = r ⊙ h).
         TX = config["STEP_TILE_UNITS"]
+        TXP = TX + 1  # padded row: column reads of w_s spread over the banks
         NG = 3 if mode == 0 else (2 if mode == 1 else 1)
         G0 = 2 if mode == 2 else 0  # first gate block of W_hh these rows come from
 
@@ -236,7 +237,7 @@ def _build(dtype_name, config_key):
             B = h_in.shape[0]
             H = h_in.shape[1]
             v_s = cuda.shared.array((TY, TX), nb_dtype)  # v[b0:b0+TY, k0:k0+TX]
-            w_s = cuda.shared.array((NG, TX, TX + 1), nb_dtype)  # padded: column reads spread
+            w_s = cuda.shared.array((NG, TX, TXP), nb_dtype)
             tx = cuda.threadIdx.x
             ty = cuda.threadIdx.y
             j0 = cuda.blockIdx.x * TX
@@ -608,6 +609,7 @@ def _build(dtype_name, config_key):
     ks_.persist_bwd = _persist_bwd_kernel
     ks_.colsum = _colsum_kernel
     ks_.reset_times_h = _reset_times_h_kernel
+    ks_.sigmoid = _sigmoid  # a device function, exposed for its test kernel
     ks_.gemm_block = (GX, GY)
     ks_.gemm_tile = (BM, BN)
     return ks_
@@ -1006,3 +1008,39 @@ class DeviceArrays:
         out = cuda.device_array((shape[1], shape[0]) + shape[2:], a.dtype)
         _launch_1d(_swap01_kernel, a.size, a, out)
         return out
+
+
+def _ordinary_kernel_signatures(dtype):
+    """(name, Python function, argument types) of every kernel that needs no cooperative launch.
+
+    For ahead-of-time checks with numba.cuda.compile_ptx (which needs NVVM, not a GPU). The two
+    persistent kernels are left out: grid sync links the device runtime, which compile_ptx cannot
+    do without a driver.
+    """
+    from numba import types
+    k = _kernels(dtype)
+    f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    a1, a2, a3 = (types.Array(f, n, "C") for n in (1, 2, 3))
+    view2 = types.Array(f, 2, "A")  # column slices such as dgh[:, :2H]
+    i64, flag = types.int64, types.boolean
+    lengths = types.Array(types.int64, 1, "C")
+    sigs = [(f"gemm_trans{int(ta)}{int(tb)}", kern.py_func, (view2, view2, view2, a1, flag, flag))
+            for (ta, tb), kern in k.gemm.items()]
+    sigs += [(f"step_mode{mode}_tile{ty}", kern.py_func,
+              (i64, a3, a2, a2, a2, a2, a2, a2, a1, lengths, a3, a3, a3, a3, flag))
+             for (mode, ty), kern in k.step.items()]
+    sigs += [
+        ("bwd_point", k.bwd_point.py_func, (i64, a3, a2, a3, a3, a3, lengths, a3, a3, flag)),
+        ("bwd_r", k.bwd_r.py_func, (i64, a2, a2, a3, a3, lengths, a3, a3)),
+        ("colsum", k.colsum.py_func, (view2, a1)),
+        ("reset_times_h", k.reset_times_h.py_func, (a3, a3, a3)),
+        ("fill", _fill_kernel.py_func, (a1, f)),
+        ("add_into", _add_into_kernel.py_func, (a1, a1)),
+        ("mul", _mul_kernel.py_func, (a1, a1, a1)),
+        ("cast", _cast_kernel.py_func, (types.Array(types.float64, 1, "C"), a1)),
+        ("count_nonfinite", _count_nonfinite_kernel.py_func, (a1, lengths)),
+        ("copy_cols", _copy_cols_kernel.py_func, (a2, a2, i64)),
+        ("take_cols", _take_cols_kernel.py_func, (a2, a2, i64)),
+        ("swap01", _swap01_kernel.py_func, (a3, a3)),
+    ]
+    return sigs
