@@ -2,7 +2,7 @@
 
 Not collected by a plain `pytest` run (the name has no test_ prefix): tests/test_cuda_sim.py runs it
 in a child process with NUMBA_ENABLE_CUDASIM=1, which Numba reads at import. Block shapes are patched
-small (2x2-thread GEMM tiles, 4-unit step tiles, 4-thread persistent blocks) so that the sizes below,
+small (4x4 GEMM tiles 4 deep, 4-unit step tiles, 4-thread persistent blocks) so that the sizes below,
 none a multiple of a tile, exercise partial edge tiles. The simulator runs every thread as a Python
 thread: keep sizes tiny.
 """
@@ -23,7 +23,7 @@ cfg.GEMM_THREADS_X = 2
 cfg.GEMM_THREADS_Y = 2
 cfg.GEMM_REG_M = 2
 cfg.GEMM_REG_N = 2
-cfg.GEMM_TILE_K = 3
+cfg.GEMM_TILE_K = 4
 cfg.STEP_TILE_UNITS = 4
 cfg.STEP_TILE_BATCH = 2
 cfg.POINTWISE_THREADS = 8
@@ -125,7 +125,7 @@ def test_inference_forward_keeps_nothing_and_matches(patched):
 @pytest.mark.parametrize("trans_a,trans_b", [(False, True), (False, False), (True, False)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gemm_kernel_all_forms(trans_a, trans_b, dtype):
-    # M, N, K = 5, 7, 6: partial 4x4 output tiles and a partial 3-deep K slice.
+    # M, N, K = 5, 7, 6: partial 4x4 output tiles and a partial 4-deep K slice.
     rng = np.random.default_rng(2)
     M, N, K = 5, 7, 6
     a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
