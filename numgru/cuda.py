@@ -724,6 +724,11 @@ def _persist_plan(kernel, args, B, H, itemsize, backward):
     return None
 
 
+# The recurrence path each function took on its last call ("persistent units=U blocks=N" or
+# "per-step"), for benchmarks and diagnostics.
+last_path = {"forward": None, "backward": None}
+
+
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
     """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None), on the device."""
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths = map(_dev, (x, h0, w_ih, w_hh, b_ih, b_hh, lengths))
@@ -754,7 +759,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     if plan is not None:
         units, blocks, smem = plan
         k.persist_fwd[blocks, cfg.PERSIST_THREADS, 0, smem](*args, units)
+        last_path["forward"] = f"persistent units={units} blocks={blocks}"
     else:
+        last_path["forward"] = "per-step"
         tx = cfg.STEP_TILE_UNITS
         ty = next(t for t in k.step_tiles if t >= min(B, k.step_tiles[-1]))
         grid = (_cdiv(H, tx), _cdiv(B, ty))
@@ -799,7 +806,9 @@ def backward(cache, dy, dh_n):
     if plan is not None:
         units, blocks, smem = plan
         k.persist_bwd[blocks, cfg.PERSIST_THREADS, 0, smem](*args, units)
+        last_path["backward"] = f"persistent units={units} blocks={blocks}"
     else:
+        last_path["backward"] = "per-step"
         grid, threads = _pointwise_grid(B * H)
         d_rh = None if reset_after else cuda.device_array((B, H), dtype)
         for s in range(T):

@@ -36,3 +36,26 @@ def test_cuda_kernels_under_simulator():
     last = proc.stdout.strip().splitlines()[-1]
     # Every case must have run: a skipped or deselected case would count as nothing checked.
     assert " passed" in last and "skipped" not in last and "deselected" not in last, report
+
+
+def test_gpu_benchmark_harness_dry_run(tmp_path):
+    # benchmarks/bench_cuda.py --dry-run: the harness's own logic (result checks against torch,
+    # device-resident timing, report) under the simulator on a tiny size, torch on the CPU.
+    _require_numba_cuda()
+    if importlib.util.find_spec("torch") is None:
+        if os.environ.get("NUMGRU_REQUIRE_ORACLES") == "1":
+            pytest.fail("torch is not installed")
+        pytest.skip("torch is not installed: the benchmark's baseline")
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "NUMGRU_DEVICE"}
+    proc = subprocess.run(
+        [sys.executable, str(CASES.parent.parent / "benchmarks" / "bench_cuda.py"), "--dry-run",
+         "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert "tiny: results match torch" in proc.stdout
+    import json
+    result = json.loads(out.read_text())
+    (size,) = result["sizes"]
+    assert size["shape"] == dict(B=2, T=3, I=4, H=5, layers=2)
+    for key in ("numgru", "torch_tf32_off", "torch_tf32_on"):
+        assert size[key]["infer_s"] > 0 and size[key]["train_s"] > 0
