@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) examples/seed_example.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	NUMGRU_REQUIRE_ORACLES=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cpu.py
