@@ -516,8 +516,12 @@ def _build(dtype_name, config_key):
                         _bwd_point(t, b, j, H, dy, dh, h_prev, gates, hn, lengths, dgi, dgh,
                                    reset_after)
             grid.sync()
-            if not reset_after:
-                # Phase B: d(r ⊙ h)[b, k] = Σ_j da_n[b, j] W_hn[j, k], then r's gradient.
+            # Phase B (reset_after=False only): d(r ⊙ h)[b, k] = Σ_j da_n[b, j] W_hn[j, k], then r's
+            # gradient. Phase C: dh[b, k] += Σ_g dgh_t[b, g] W_hh[g, k]. Both reduce one row of the
+            # step's gate gradients against a column of the owned block of W_hh.
+            for phase in range(1 if reset_after else 0, 2):
+                voff = 2 * H if phase == 0 else 0  # where the row and the column start
+                n = H if phase == 0 else grows
                 for sl in range(cuda.blockIdx.x, nslices, cuda.gridDim.x):
                     if not resident:
                         cuda.syncthreads()
@@ -531,42 +535,23 @@ def _build(dtype_name, config_key):
                         active = o < nout and k < H
                         p0 = ZERO
                         if active:
-                            for jj in range(ks, H, PK):
-                                p0 += dgi[t, b, 2 * H + jj] * w_s[kl * hs3 + 2 * H + jj]
+                            for g in range(ks, n, PK):
+                                v = dgi[t, b, voff + g] if phase == 0 else dgh[t, b, g]
+                                p0 += v * w_s[kl * hs3 + voff + g]
                         red[0, tid] = p0
                         red[1, tid] = ZERO
                         red[2, tid] = ZERO
                         cuda.syncthreads()
                         _block_sum(red, tid, ks)
                         if ks == 0 and active:
-                            _bwd_finish_r(t, b, k, red[0, tid], dh, h_prev, gates, lengths, dgi,
-                                          dgh)
+                            if phase == 0:
+                                _bwd_finish_r(t, b, k, red[0, tid], dh, h_prev, gates, lengths,
+                                              dgi, dgh)
+                            else:
+                                dh[b, k] += red[0, tid]
                         cuda.syncthreads()
-                grid.sync()
-            # Phase C: dh[b, k] += Σ_g dgh_t[b, g] W_hh[g, k] over the owned k.
-            for sl in range(cuda.blockIdx.x, nslices, cuda.gridDim.x):
-                if not resident:
-                    cuda.syncthreads()
-                    _load_cols(w_s, w_hh, sl, units, H, hs3, tid)
-                    cuda.syncthreads()
-                for o0 in range(0, nout, PSLOTS):
-                    o = o0 + slot
-                    b = o // units
-                    kl = o - b * units
-                    k = sl * units + kl
-                    active = o < nout and k < H
-                    p0 = ZERO
-                    if active:
-                        for g in range(ks, grows, PK):
-                            p0 += dgh[t, b, g] * w_s[kl * hs3 + g]
-                    red[0, tid] = p0
-                    red[1, tid] = ZERO
-                    red[2, tid] = ZERO
-                    cuda.syncthreads()
-                    _block_sum(red, tid, ks)
-                    if ks == 0 and active:
-                        dh[b, k] += red[0, tid]
-                    cuda.syncthreads()
+                if phase == 0:
+                    grid.sync()  # phase C reads the r rows of every unit
             # No grid sync here: the next step's phase A reads only the dh entries this block
             # wrote, and writes dgi/dgh rows of another step than the one phase C read.
 
@@ -633,7 +618,13 @@ def _dev(a):
 
 
 def _dummy(ndim, dtype):
-    return cuda.device_array((1,) * ndim, dtype)
+    """A 1-element placeholder for an argument a kernel never touches (cached: never written)."""
+    return _dummy_cached(ndim, np.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=None)
+def _dummy_cached(ndim, dtype_name):
+    return cuda.device_array((1,) * ndim, dtype_name)
 
 
 def _gemm(k, a, b, c, trans_a=False, trans_b=False, bias=None, accumulate=False):
@@ -1019,12 +1010,11 @@ class DeviceArrays:
         return out
 
 
-def _ordinary_kernel_signatures(dtype):
-    """(name, Python function, argument types) of every kernel that needs no cooperative launch.
+def _kernel_signatures(dtype):
+    """(name, Python function, argument types) of every kernel, for numba.cuda.compile_ptx.
 
-    For ahead-of-time checks with numba.cuda.compile_ptx (which needs NVVM, not a GPU). The two
-    persistent kernels are left out: grid sync links the device runtime, which compile_ptx cannot
-    do without a driver.
+    For ahead-of-time checks (NVVM, no GPU). The two persistent kernels come first: their PTX calls
+    the device runtime's grid sync (cudaCGSynchronize), which is linked only at load time.
     """
     from numba import types
     k = _kernels(dtype)
@@ -1033,7 +1023,13 @@ def _ordinary_kernel_signatures(dtype):
     view2 = types.Array(f, 2, "A")  # column slices such as dgh[:, :2H]
     i64, flag = types.int64, types.boolean
     lengths = types.Array(types.int64, 1, "C")
-    sigs = [(f"gemm_trans{int(ta)}{int(tb)}", kern.py_func, (view2, view2, view2, a1, flag, flag))
+    sigs = [
+        ("persist_fwd", k.persist_fwd.py_func,
+         (a3, a3, a2, a2, a2, a1, lengths, a3, a3, a3, a3, flag, flag, flag, i64)),
+        ("persist_bwd", k.persist_bwd.py_func,
+         (a3, a2, a3, a3, a3, a2, lengths, a3, a3, flag, flag, i64)),
+    ]
+    sigs += [(f"gemm_trans{int(ta)}{int(tb)}", kern.py_func, (view2, view2, view2, a1, flag, flag))
             for (ta, tb), kern in k.gemm.items()]
     sigs += [(f"step_mode{mode}_tile{ty}", kern.py_func,
               (i64, a3, a2, a2, a2, a2, a2, a2, a1, lengths, a3, a3, a3, a3, flag))

@@ -1,7 +1,7 @@
 """The CUDA backend's host side, in the test process itself (no simulator, no GPU needed).
 
 The dispatcher's report of what is missing, that importing numgru needs neither numba-cuda nor a
-GPU, and that every ordinary kernel compiles to sm_90 PTX with numba.cuda.compile_ptx (NVVM only).
+GPU, and that every kernel compiles to sm_90 PTX with numba.cuda.compile_ptx (NVVM only).
 """
 
 import importlib.util
@@ -105,7 +105,7 @@ def _nvvm_ready():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_ordinary_kernels_compile_to_sm90_ptx(monkeypatch, dtype):
+def test_every_kernel_compiles_to_sm90_ptx(monkeypatch, dtype):
     ready, why = _nvvm_ready()
     _require(ready, why)
     from numba import cuda
@@ -113,18 +113,20 @@ def test_ordinary_kernels_compile_to_sm90_ptx(monkeypatch, dtype):
 
     import numgru.cuda as gcuda
     if not cuda.is_available():
-        # numba-cuda 0.30 compiles a called device function for the *current* device's compute
-        # capability, even inside compile_ptx; with no GPU here, answer that query with the target
-        # of this compilation. NVVM still compiles every function for real.
+        # numba-cuda 0.30 compiles a called device function (ours, and the grid sync of cooperative
+        # groups) for the *current* device's compute capability, even inside compile_ptx; with no
+        # GPU here, answer that query with this compilation's target. NVVM still compiles every
+        # function for real.
         monkeypatch.setattr(dispatcher, "get_current_device",
                             lambda: types.SimpleNamespace(compute_capability=(9, 0)))
-    sigs = gcuda._ordinary_kernel_signatures(dtype)
+    sigs = gcuda._kernel_signatures(dtype)
     for name, pyfunc, argtypes in sigs:
         ptx, _ = cuda.compile_ptx(pyfunc, argtypes, cc=(9, 0))
         assert ".target sm_90" in ptx and ".entry" in ptx, name
-    # Every kernel is covered except the two cooperative ones (grid sync links the device runtime,
-    # which compile_ptx cannot do without a driver).
+        # The persistent kernels synchronise the grid through the device runtime, linked at load.
+        assert ("cudaCGSynchronize" in ptx) == name.startswith("persist"), name
+    # Every kernel is covered: the two persistent ones, the per-dtype families, the module's own.
     k = gcuda._kernels(dtype)
-    expected = len(k.gemm) + len(k.step) + 4 + sum(
+    expected = 2 + len(k.gemm) + len(k.step) + 4 + sum(
         1 for n, v in vars(gcuda).items() if n.endswith("_kernel") and hasattr(v, "py_func"))
     assert len(sigs) == expected
