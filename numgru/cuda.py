@@ -396,7 +396,6 @@ def _build(dtype_name, config_key):
         nslices = (H + units - 1) // units
         resident = nslices <= cuda.gridDim.x
         nout = B * units
-        ga = 3 if reset_after else 2  # gates of the first phase
         if resident and cuda.blockIdx.x < nslices:
             _load_rows(w_s, w_hh, 0, 3, cuda.blockIdx.x, units, H, hs, tid)
             cuda.syncthreads()
@@ -404,45 +403,12 @@ def _build(dtype_name, config_key):
             t = T - 1 - s if reverse else s
             h_in = hbuf[s % 2]
             h_out = hbuf[(s + 1) % 2]
-            # Phase A: r, z (and n when reset_after) from W_h* h.
-            for sl in range(cuda.blockIdx.x, nslices, cuda.gridDim.x):
-                if not resident:
-                    cuda.syncthreads()
-                    _load_rows(w_s, w_hh, 0, 3, sl, units, H, hs, tid)
-                    cuda.syncthreads()
-                for o0 in range(0, nout, PSLOTS):
-                    o = o0 + slot
-                    b = o // units
-                    jl = o - b * units
-                    j = sl * units + jl
-                    active = o < nout and j < H
-                    p0 = ZERO
-                    p1 = ZERO
-                    p2 = ZERO
-                    if active:
-                        for k in range(ks, H, PK):
-                            v = h_in[b, k]
-                            p0 += w_s[jl * hs + k] * v
-                            p1 += w_s[(units + jl) * hs + k] * v
-                            if ga == 3:
-                                p2 += w_s[(2 * units + jl) * hs + k] * v
-                    red[0, tid] = p0
-                    red[1, tid] = p1
-                    red[2, tid] = p2
-                    cuda.syncthreads()
-                    _block_sum(red, tid, ks)
-                    if ks == 0 and active:
-                        if reset_after:
-                            _fwd_finish_full(t, b, j, H, red[0, tid], red[1, tid], red[2, tid],
-                                             gi, h_in, h_out, b_hh, lengths, y, h_prev, gates, hn,
-                                             train)
-                        else:
-                            _fwd_finish_rz(t, b, j, H, red[0, tid], red[1, tid], gi, h_in, rh, rz,
-                                           b_hh, lengths)
-                    cuda.syncthreads()
-            grid.sync()
-            if not reset_after:
-                # Phase B: n from W_hn (r ⊙ h), which needed every unit's r first.
+            # Phase A: r, z (and n when reset_after) from W_h* h. Phase B (reset_after=False only):
+            # n from W_hn (r ⊙ h), which needs every unit's r first, so a grid sync sits between.
+            for phase in range(1 if reset_after else 2):
+                g0 = 0 if phase == 0 else 2  # first gate block of the rows multiplied
+                ng_ = (3 if reset_after else 2) if phase == 0 else 1
+                vec = h_in if phase == 0 else rh
                 for sl in range(cuda.blockIdx.x, nslices, cuda.gridDim.x):
                     if not resident:
                         cuda.syncthreads()
@@ -455,17 +421,32 @@ def _build(dtype_name, config_key):
                         j = sl * units + jl
                         active = o < nout and j < H
                         p0 = ZERO
+                        p1 = ZERO
+                        p2 = ZERO
                         if active:
                             for k in range(ks, H, PK):
-                                p0 += w_s[(2 * units + jl) * hs + k] * rh[b, k]
+                                v = vec[b, k]
+                                p0 += w_s[(g0 * units + jl) * hs + k] * v
+                                if ng_ > 1:
+                                    p1 += w_s[(units + jl) * hs + k] * v
+                                if ng_ > 2:
+                                    p2 += w_s[(2 * units + jl) * hs + k] * v
                         red[0, tid] = p0
-                        red[1, tid] = ZERO
-                        red[2, tid] = ZERO
+                        red[1, tid] = p1
+                        red[2, tid] = p2
                         cuda.syncthreads()
                         _block_sum(red, tid, ks)
                         if ks == 0 and active:
-                            _fwd_finish_n(t, b, j, H, red[0, tid], gi, h_in, h_out, rz, b_hh,
-                                          lengths, y, h_prev, gates, hn, train)
+                            if reset_after:
+                                _fwd_finish_full(t, b, j, H, red[0, tid], red[1, tid],
+                                                 red[2, tid], gi, h_in, h_out, b_hh, lengths, y,
+                                                 h_prev, gates, hn, train)
+                            elif phase == 0:
+                                _fwd_finish_rz(t, b, j, H, red[0, tid], red[1, tid], gi, h_in, rh,
+                                               rz, b_hh, lengths)
+                            else:
+                                _fwd_finish_n(t, b, j, H, red[0, tid], gi, h_in, h_out, rz, b_hh,
+                                              lengths, y, h_prev, gates, hn, train)
                         cuda.syncthreads()
                 grid.sync()
 
