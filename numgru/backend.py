@@ -1,19 +1,67 @@
 """The dispatcher: turns a device name into the backend module that computes on it.
 
 Every backend module ("numpy" -> reference.py, "cpu" -> cpu.py, "cuda" -> cuda.py) exposes the same
-`forward` / `backward` functions. This module only chooses; it never computes.
+`forward` / `backward` functions. This module chooses, reports why CUDA is or is not usable, and
+hands layers.py the few array operations it needs on each device (HostArrays here, cuda.DeviceArrays);
+it never computes a GRU step. Nothing here imports numba.cuda until CUDA is asked about.
 """
 
+import functools
+import importlib.util
 import os
+
+import numpy as np
 
 DEVICES = ("auto", "numpy", "cpu", "cuda")
 ENV_VAR = "NUMGRU_DEVICE"  # forces the device that "auto" resolves to
 
 
+def is_device_array(value):
+    """True for a GPU array (numba's, or any object with __cuda_array_interface__), not a numpy one."""
+    if isinstance(value, np.ndarray):
+        return False
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_cuda():
+    """(usable, simulated, reason), found once per process: each missing piece named exactly."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return False, False, ("the numba-cuda package is not installed (pip install 'numgru[cuda]'; "
+                              "see the README's CUDA section for CUDA 12 and CUDA 13 drivers)")
+    try:
+        from numba import cuda
+        from numba.cuda.core import config
+    except Exception as exc:  # e.g. cuda-bindings missing or mismatched
+        return False, False, f"numba.cuda failed to import: {type(exc).__name__}: {exc}"
+    if config.ENABLE_CUDASIM:
+        return True, True, ("the CUDA simulator (NUMBA_ENABLE_CUDASIM=1): exact kernels run as "
+                            "Python threads, very slowly; for tests only")
+    if not cuda.is_available():
+        from numba.cuda.cudadrv.driver import driver
+        detail = str(getattr(driver, "initialization_error", "") or "").strip()
+        return False, False, ("no usable CUDA driver or GPU: "
+                              + (" ".join(detail.split()) or "the CUDA driver reports no device"))
+    from numba.cuda.cudadrv import nvvm
+    if not nvvm.is_available():
+        return False, False, ("the CUDA driver and a GPU are present, but NVVM (libnvvm, the CUDA "
+                              "toolkit's compiler library) was not found: pip install "
+                              "'numba-cuda[cu13]' (or [cu12] for a CUDA 12 driver), or set CUDA_HOME "
+                              "to a CUDA toolkit")
+    try:
+        dev = cuda.get_current_device()
+        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+        cc = ".".join(map(str, dev.compute_capability))
+    except Exception as exc:
+        return False, False, f"the GPU could not be opened: {type(exc).__name__}: {exc}"
+    return True, False, f"{name}, compute capability {cc}"
+
+
 def cuda_status():
-    """(usable, reason): whether the CUDA backend can run here, and if not, why not."""
-    return False, ("the CUDA engine of numgru is not built yet (numgru.cuda does not exist in this "
-                   "release); use device='cpu'")
+    """(usable, reason): whether device='cuda' can run here; the reason names what is missing, or the
+    GPU that will run it."""
+    usable, _, reason = _probe_cuda()
+    return usable, reason
 
 
 def resolve(device):
@@ -28,7 +76,8 @@ def resolve(device):
                 raise ValueError(f"{ENV_VAR}: expected one of {DEVICES}, got {forced!r}")
             name = forced
         else:
-            name = "cuda" if cuda_status()[0] else "cpu"
+            usable, simulated, _ = _probe_cuda()
+            name = "cuda" if usable and not simulated else "cpu"  # the simulator only when asked
     if name not in DEVICES:
         raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
     if name == "cuda":
@@ -45,6 +94,57 @@ def get(device):
         from . import reference as module
     elif name == "cpu":
         from . import cpu as module
-    else:  # pragma: no cover - unreachable until the CUDA engine exists
+    else:
         from . import cuda as module
     return module
+
+
+def array_ops(device):
+    """The few array operations layers.py needs, for arrays of this device (resolved as `resolve`)."""
+    if resolve(device) == "cuda":
+        from .cuda import DeviceArrays
+        return DeviceArrays()
+    return HostArrays()
+
+
+class HostArrays:
+    """Array operations for the host backends ("numpy", "cpu"): plain numpy."""
+
+    on_device = False
+
+    def accept_device(self, name, value, dtype):
+        raise TypeError(f"{name}: got a device array; this layer runs on the host "
+                        f"(device='cpu' or 'numpy'): copy it to a numpy array first")
+
+    def to_device(self, a):
+        return a
+
+    def to_host(self, a):
+        return a
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def assign(self, dst, src):
+        dst[...] = src
+
+    def fill_zero(self, a):
+        a[...] = 0
+
+    def add_into(self, dst, src):
+        dst += src
+
+    def mul(self, a, b):
+        return a * b
+
+    def concat_last(self, arrays):
+        return np.concatenate(arrays, axis=-1)
+
+    def take_last(self, a, start, stop):
+        return np.ascontiguousarray(a[..., start:stop])
+
+    def swap01(self, a):
+        return np.ascontiguousarray(a.swapaxes(0, 1))

@@ -1,88 +1,88 @@
 """Numba CPU backend: @njit kernels for one GRU layer and one direction, signatures as reference.py.
 
-Work split (why there is no `prange` in the time loop): every matrix product goes to BLAS through
-`np.dot`, which brings its own threads: the input projection of all steps is one GEMM, each step's
-recurrent product is one GEMM, and the weight gradients are GEMMs over all T·B rows. The pointwise
-gate math that sits between two per-step GEMMs is O(B·H) against the GEMM's O(B·H²), and runs in one
-fused serial loop, so no Numba thread pool ever spins against BLAS's threads inside the recurrence
-(a per-step `np.dot` inside a `prange` region was seen to run 40 times slower). Shapes, layouts and
-conventions: see reference.py. Inputs are trusted: layers.py checks them once.
+Work split: every matrix product is one BLAS GEMM (`_blas.gemm`, SciPy's BLAS with its own
+threads): the input projection of all steps, each step's recurrent product, and after the reverse
+loop dx, dW_ih and dW_hh over all T·B rows. Between two per-step GEMMs the gate math of each batch
+row is one fused loop over the hidden units, compiled to SIMD code (float32 sigmoid/tanh from
+_mathfn, numpy error model so no division check breaks vectorisation). There is no `prange` in the
+recurrence, so no Numba thread pool ever spins against BLAS's threads inside it (a per-step GEMM
+inside a `prange` region was seen to run 40 times slower).
+
+Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
+hn = W_hn h + b_hn, (T, B, 4H) for reset_after=True, (T, B, 3H) otherwise, plus a reference to the
+input x: T·B·(4H + I) values at most. The state entering each step is not stored: for a valid step
+it is the previous valid step's output (y[t-1] forward, y[t+1] reverse) or h0.
+
+Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
 """
 
 import numpy as np
 from numba import njit
 
+from ._blas import N_, T_, gemm
 from ._cache import GRUCache
+from ._mathfn import sigmoid, tanh
+
+_JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
 
-@njit(cache=True, inline="always")
-def _sigmoid(a):
-    """σ(a), split by sign so that exp never overflows."""
-    if a >= 0:
-        return 1.0 / (1.0 + np.exp(-a))
-    e = np.exp(a)
-    return e / (1.0 + e)
+@njit(inline="always", **_JIT)
+def _forward_row(gi, gh, b_ih, b_hh, h, y, gates, H, one, reset_after, train):
+    """One batch row of one step: gates from gi = W_i x (3H) and gh = W_h h (3H, n part already
+    W_hn (r ⊙ h) when not reset_after); h (H) is updated in place and copied to y (H)."""
+    for j in range(H):
+        r = sigmoid((gi[j] + b_ih[j]) + (gh[j] + b_hh[j]))
+        z = sigmoid((gi[H + j] + b_ih[H + j]) + (gh[H + j] + b_hh[H + j]))
+        hn = gh[2 * H + j] + b_hh[2 * H + j]
+        if reset_after:
+            n = tanh(gi[2 * H + j] + b_ih[2 * H + j] + r * hn)
+        else:
+            n = tanh(gi[2 * H + j] + b_ih[2 * H + j] + hn)
+        h_new = (one - z) * n + z * h[j]
+        if train:
+            gates[j] = r
+            gates[H + j] = z
+            gates[2 * H + j] = n
+            if reset_after:
+                gates[3 * H + j] = hn
+        h[j] = h_new
+        y[j] = h_new
 
 
-@njit(cache=True)
-def _forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after,
-                    y, h, h_prev, gates, hn, train):
-    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps; h holds h0 on entry and h_n on exit.
+@njit(**_JIT)
+def _forward_kernel(x, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one,
+                    y, h, gates):
+    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps.
 
-    x (T,B,I); y (T,B,H) output; h (B,H) in/out; h_prev, gates (T,B,3H), hn written when train.
+    x (T,B,I); y (T,B,H) written; h (B,H) holds h0 on entry and h_n on exit; gates (T,B,4H or 3H)
+    written when train.
     """
     T, B, I = x.shape
     H = h.shape[1]
-    # Input projection of all steps, one GEMM: gi (T·B, 3H).
-    gi = np.dot(x.reshape(T * B, I), w_ih.T)
-    gh = np.empty((B, 3 * H), x.dtype)  # recurrent pre-activations of this step (no bias)
-    gh_rz = np.empty((B, 2 * H), x.dtype)  # reset_after=False: W_h{r,z} h ...
-    gh_n = np.empty((B, H), x.dtype)  # ... and W_hn (r ⊙ h), computed after r
+    G = 3 * H
+    gi = np.empty((T * B, G), x.dtype)  # W_ih x_t for every step: one GEMM
+    gemm(N_, T_, T * B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    gh = np.empty((B, G), x.dtype)  # this step's recurrent pre-activations (bias excluded)
     rh = np.empty((B, H), x.dtype)  # r ⊙ h (reset_after=False)
-    w_hh_rz_t = np.ascontiguousarray(w_hh[:2 * H].T)  # (H, 2H)
-    w_hh_n_t = np.ascontiguousarray(w_hh[2 * H:].T)  # (H, H)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        row0 = t * B
-        if train:
-            h_prev[t] = h
         if reset_after:
-            np.dot(h, w_hh.T, gh)
+            gemm(N_, T_, B, G, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
         else:
-            np.dot(h, w_hh_rz_t, gh_rz)
+            # r first (W_h{r,z} h), then W_hn (r ⊙ h) into the n columns of gh.
+            gemm(N_, T_, B, 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
             for b in range(B):
+                gib = gi[t * B + b]
                 for j in range(H):
-                    r = _sigmoid(gi[row0 + b, j] + b_ih[j] + gh_rz[b, j] + b_hh[j])
+                    r = sigmoid((gib[j] + b_ih[j]) + (gh[b, j] + b_hh[j]))
                     rh[b, j] = r * h[b, j]
-            np.dot(rh, w_hh_n_t, gh_n)
-            for b in range(B):
-                for j in range(2 * H):
-                    gh[b, j] = gh_rz[b, j]
-                for j in range(H):
-                    gh[b, 2 * H + j] = gh_n[b, j]
+            gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
         for b in range(B):
             if t >= lengths[b]:
-                for j in range(H):
-                    y[t, b, j] = 0
+                y[t, b, :] = 0
                 continue
-            g = row0 + b
-            for j in range(H):
-                r = _sigmoid(gi[g, j] + b_ih[j] + gh[b, j] + b_hh[j])
-                z = _sigmoid(gi[g, H + j] + b_ih[H + j] + gh[b, H + j] + b_hh[H + j])
-                hn_j = gh[b, 2 * H + j] + b_hh[2 * H + j]
-                if reset_after:
-                    n = np.tanh(gi[g, 2 * H + j] + b_ih[2 * H + j] + r * hn_j)
-                else:
-                    n = np.tanh(gi[g, 2 * H + j] + b_ih[2 * H + j] + hn_j)
-                h_new = (1.0 - z) * n + z * h[b, j]
-                if train:
-                    gates[t, b, j] = r
-                    gates[t, b, H + j] = z
-                    gates[t, b, 2 * H + j] = n
-                    if reset_after:
-                        hn[t, b, j] = hn_j
-                h[b, j] = h_new
-                y[t, b, j] = h_new
+            _forward_row(gi[t * B + b], gh[b], b_ih, b_hh, h[b], y[t, b],
+                         gates[t, b] if train else gh[b], H, one, reset_after, train)
 
 
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
@@ -93,115 +93,172 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     y = np.empty((T, B, H), dtype)
     h = np.array(h0, dtype=dtype, copy=True, order="C")
     if train:
-        h_prev = np.empty((T, B, H), dtype)
-        gates = np.zeros((T, B, 3 * H), dtype)  # zero rows mark invalid steps for backward
-        hn = np.zeros((T, B, H), dtype) if reset_after else np.empty((0, 0, 0), dtype)
+        gates = np.zeros((T, B, (4 if reset_after else 3) * H), dtype)  # 0 at invalid steps
     else:
-        h_prev = np.empty((0, 0, 0), dtype)
         gates = np.empty((0, 0, 0), dtype)
-        hn = np.empty((0, 0, 0), dtype)
-    _forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after,
-                    y, h, h_prev, gates, hn, train)
+    _forward_kernel(x, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train,
+                    dtype.type(1), y, h, gates)
     cache = None
     if train:
-        cache = GRUCache(x=x, h_prev=h_prev, gates=gates, hn=hn if reset_after else None,
-                         w_ih=w_ih, w_hh=w_hh, lengths=lengths, reverse=reverse,
-                         reset_after=reset_after)
+        cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
+                         lengths=lengths, reverse=reverse, reset_after=reset_after, y=y, h0=h0)
     return y, h, cache
 
 
-@njit(cache=True)
-def _backward_kernel(x, h_prev, gates, hn, w_ih, w_hh, lengths, reverse, reset_after, dy, dh,
+@njit(**_JIT)
+def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
+    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written.
+
+    Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
+    The streaming path (GRUCell) calls this once per step, so it allocates only gi and gh.
+    """
+    B, I = x.shape
+    H = h.shape[1]
+    G = 3 * H
+    for b in range(B):
+        for i in range(I):
+            if not np.isfinite(x[b, i]):
+                return False
+        for j in range(H):
+            if not np.isfinite(h[b, j]):
+                return False
+    gi = np.empty((B, G), x.dtype)
+    gh = np.empty((B, G), x.dtype)
+    gemm(N_, T_, B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    h1[:] = h
+    if reset_after:
+        gemm(N_, T_, B, G, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+    else:
+        gemm(N_, T_, B, 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+        rh = np.empty((B, H), x.dtype)
+        for b in range(B):
+            for j in range(H):
+                rh[b, j] = sigmoid((gi[b, j] + b_ih[j]) + (gh[b, j] + b_hh[j])) * h[b, j]
+        gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+    for b in range(B):
+        _forward_row(gi[b], gh[b], b_ih, b_hh, h1[b], h1[b], gh[b], H, one, reset_after, False)
+    return True
+
+
+def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
+    """One GRU step, h1 (B,H) = GRU(x (B,I), h (B,H)); None when x or h is not finite."""
+    h1 = np.empty(h.shape, h.dtype)
+    ok = _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, h.dtype.type(1), h1)
+    return h1 if ok else None
+
+
+@njit(inline="always", **_JIT)
+def _backward_row(gates, h_prev, dy, dh, dgi, dgh, hid_n, H, reset_after):
+    """One batch row of one step, backwards: from dh (H, dL/dh_t without the output's share) and dy,
+    the pre-activation gradients dgi and dgh (3H), and dh becomes the direct share dh_t ⊙ z.
+    For reset_after=False, da_r waits for W_hn^T da_n (second pass) and hid_n gets r ⊙ h_prev.
+
+    The arithmetic runs in float64 (the literal 1.0 promotes it) and rounds once per stored value:
+    there is no transcendental here, so it costs little, and it keeps float32 gradients as close
+    to the float64 reference as the float32 GEMMs allow."""
+    for j in range(H):
+        r = np.float64(gates[j])
+        z = np.float64(gates[H + j])
+        n = np.float64(gates[2 * H + j])
+        dh_new = np.float64(dh[j]) + dy[j]
+        da_n = dh_new * (1.0 - z) * (1.0 - n * n)
+        da_z = dh_new * (h_prev[j] - n) * z * (1.0 - z)
+        dgi[H + j] = da_z
+        dgi[2 * H + j] = da_n
+        if reset_after:
+            da_r = da_n * gates[3 * H + j] * r * (1.0 - r)
+            dgi[j] = da_r
+            dgh[j] = da_r
+            dgh[H + j] = da_z
+            dgh[2 * H + j] = da_n * r
+        else:
+            hid_n[j] = r * h_prev[j]
+        dh[j] = dh_new * z
+
+
+@njit(**_JIT)
+def _backward_kernel(x, y, h0, gates, w_ih, w_hh, lengths, reverse, reset_after, one, dy, dh,
                      dx, dw_ih, dw_hh, db_ih, db_hh):
     """Reverse loop over the steps, then the reductions over all T·B rows.
 
-    dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. Outputs dx (T,B,I), dw_ih (3H,I),
-    dw_hh (3H,H), db_ih, db_hh (3H,) are overwritten.
+    dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. dx (T,B,I), dw_ih (3H,I), dw_hh (3H,H),
+    db_ih, db_hh (3H,) are overwritten.
     """
     T, B, I = x.shape
     H = dh.shape[1]
+    G = 3 * H
+    TB = T * B
     dtype = x.dtype
-    dgi = np.zeros((T * B, 3 * H), dtype)  # dL/d(gi + gh) for r, z; dL/d(pre-tanh) for n
-    dgh = np.zeros((T * B, 3 * H), dtype)  # dL/d(gh): equals dgi except the n rows (× r)
-    hid_n = np.zeros((T * B, H), dtype)  # what W_hn multiplies when reset_after=False: r ⊙ h
-    dh_keep = np.empty((B, H), dtype)  # dh_new ⊙ z: the direct path to h_{t-1}
-    dh_step = np.empty((B, H), dtype)  # dgh_t @ W_hh
-    d_rh = np.empty((B, H), dtype)  # dL/d(r ⊙ h) (reset_after=False)
-    da_n_t = np.zeros((B, H), dtype)  # this step's da_n, contiguous for the GEMM
-    dgh_rz_t = np.zeros((B, 2 * H), dtype)  # this step's r and z rows of dgh
-    w_hh_n = np.ascontiguousarray(w_hh[2 * H:])  # (H, H)
+    # dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the hidden side
+    # (differs in the n columns, × r, when reset_after; equal to dgi otherwise, so not stored).
+    dgi = np.empty((TB, G), dtype)
+    dgh = np.empty((TB, G), dtype) if reset_after else dgi
+    hid_n = np.zeros((TB if not reset_after else 0, H), dtype)  # r ⊙ h_prev (reset_after=False)
+    d_rh = np.empty((B, H), dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
         row0 = t * B
         for b in range(B):
-            if t >= lengths[b]:
-                for j in range(H):
-                    da_n_t[b, j] = 0
-                continue
             g = row0 + b
-            for j in range(H):
-                r = gates[t, b, j]
-                z = gates[t, b, H + j]
-                n = gates[t, b, 2 * H + j]
-                dh_new = dh[b, j] + dy[t, b, j]
-                da_n = dh_new * (1.0 - z) * (1.0 - n * n)
-                da_z = dh_new * (h_prev[t, b, j] - n) * z * (1.0 - z)
-                dgi[g, H + j] = da_z
-                dgh[g, H + j] = da_z
-                dgi[g, 2 * H + j] = da_n
-                da_n_t[b, j] = da_n
+            if t >= lengths[b]:
+                dgi[g, :] = 0  # an invalid step passes dh through untouched
                 if reset_after:
-                    da_r = da_n * hn[t, b, j] * r * (1.0 - r)
-                    dgi[g, j] = da_r
-                    dgh[g, j] = da_r
-                    dgh[g, 2 * H + j] = da_n * r
-                else:
-                    dgh[g, 2 * H + j] = da_n
-                    hid_n[g, j] = r * h_prev[t, b, j]
-                dh_keep[b, j] = dh_new * z
-        if not reset_after:
+                    dgh[g, :] = 0
+                continue
+            if not reverse:
+                h_prev = y[t - 1, b] if t > 0 else h0[b]
+            else:
+                h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
+            _backward_row(gates[t, b], h_prev, dy[t, b], dh[b], dgi[g], dgh[g],
+                          hid_n[g] if not reset_after else dh[b], H, reset_after)
+        if reset_after:
+            gemm(N_, N_, B, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
+        else:
             # r enters through W_hn (r ⊙ h): its gradient needs the whole row of da_n first.
-            np.dot(da_n_t, w_hh_n, d_rh)
+            gemm(N_, N_, B, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0, H)
             for b in range(B):
                 if t >= lengths[b]:
-                    for j in range(2 * H):
-                        dgh_rz_t[b, j] = 0
                     continue
-                g = row0 + b
+                if not reverse:
+                    h_prev = y[t - 1, b] if t > 0 else h0[b]
+                else:
+                    h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
+                dgb = dgi[row0 + b]
                 for j in range(H):
-                    r = gates[t, b, j]
-                    da_r = d_rh[b, j] * h_prev[t, b, j] * r * (1.0 - r)
-                    dgi[g, j] = da_r
-                    dgh[g, j] = da_r
-                    dh_keep[b, j] += d_rh[b, j] * r
-                    dgh_rz_t[b, j] = da_r
-                    dgh_rz_t[b, H + j] = dgh[g, H + j]
-            np.dot(dgh_rz_t, w_hh[:2 * H], dh_step)
-        else:
-            np.dot(dgh[row0:row0 + B], w_hh, dh_step)
-        for b in range(B):
-            if t >= lengths[b]:
-                continue  # an invalid step passes dh through untouched
-            for j in range(H):
-                dh[b, j] = dh_keep[b, j] + dh_step[b, j]
-    # Reductions over all T·B rows: one GEMM each.
-    x2 = x.reshape(T * B, I)
-    np.dot(dgi, w_ih, dx.reshape(T * B, I))
-    np.dot(dgi.T, x2, dw_ih)
-    h2 = h_prev.reshape(T * B, H)
-    if reset_after:
-        np.dot(dgh.T, h2, dw_hh)
+                    r = np.float64(gates[t, b, j])
+                    dgb[j] = d_rh[b, j] * h_prev[j] * r * (1.0 - r)
+                    dh[b, j] += d_rh[b, j] * r
+            gemm(N_, N_, B, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
+
+    # Reductions over all T·B rows, one GEMM each.
+    gemm(N_, N_, TB, I, G, one, dgi, 0, G, w_ih, 0, I, 0, dx, 0, I)
+    gemm(T_, N_, G, I, TB, one, dgi, 0, G, x, 0, I, 0, dw_ih, 0, I)
+    # dW_hh = Σ_t dgh_t^T h_prev_t. For t past each sequence's first step h_prev_t is the
+    # neighbouring output (y[t-1] forward, y[t+1] reverse) and rows of invalid steps are zero, so
+    # one GEMM over shifted views covers them; the first steps (t = 0, or t = length-1 reverse)
+    # take h0 in a second, small GEMM over their gathered rows.
+    rows_rz = 3 * H if reset_after else 2 * H  # rows of dW_hh that multiply h_prev itself
+    first = np.empty((B, G), dtype)
+    for b in range(B):
+        t0 = lengths[b] - 1 if reverse else 0
+        first[b] = dgh[t0 * B + b]
+    if reverse:
+        gemm(T_, N_, rows_rz, H, TB - B, one, dgh, 0, G, y, B * H, H, 0, dw_hh, 0, H)
     else:
-        # Column slices of dgh are strided: copy them once so that BLAS sees contiguous arrays.
-        dw_hh[:2 * H] = np.dot(np.ascontiguousarray(dgh[:, :2 * H]).T, h2)
-        dw_hh[2 * H:] = np.dot(np.ascontiguousarray(dgh[:, 2 * H:]).T, hid_n)
-    for k in range(3 * H):
-        db_ih[k] = 0
-        db_hh[k] = 0
-    for g in range(T * B):
-        for k in range(3 * H):
-            db_ih[k] += dgi[g, k]
-            db_hh[k] += dgh[g, k]
+        gemm(T_, N_, rows_rz, H, TB - B, one, dgh, B * G, G, y, 0, H, 0, dw_hh, 0, H)
+    gemm(T_, N_, rows_rz, H, B, one, first, 0, G, h0, 0, H, one, dw_hh, 0, H)
+    if not reset_after:
+        gemm(T_, N_, H, H, TB, one, dgi, 2 * H, G, hid_n, 0, H, 0, dw_hh, 2 * H * H, H)
+    # Bias gradients: column sums over T·B rows, accumulated in float64 (a float32 running sum of
+    # many rows would lose the accuracy that the GEMMs above keep by blocking).
+    acc_ih = np.zeros(G, np.float64)
+    acc_hh = np.zeros(G, np.float64)
+    for g in range(TB):
+        for k in range(G):
+            acc_ih[k] += dgi[g, k]
+            acc_hh[k] += dgh[g, k]
+    db_ih[:] = acc_ih
+    db_hh[:] = acc_hh
 
 
 def backward(cache, dy, dh_n):
@@ -214,8 +271,8 @@ def backward(cache, dy, dh_n):
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    hn = cache.hn if cache.reset_after else np.empty((0, 0, 0), dtype)
-    _backward_kernel(x, cache.h_prev, cache.gates, hn, w_ih, w_hh, cache.lengths, cache.reverse,
-                     cache.reset_after, np.ascontiguousarray(dy, dtype=dtype), dh,
+    h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
+    _backward_kernel(x, cache.y, h0, cache.gates, w_ih, w_hh, cache.lengths, cache.reverse,
+                     cache.reset_after, dtype.type(1), np.ascontiguousarray(dy, dtype=dtype), dh,
                      dx, dw_ih, dw_hh, db_ih, db_hh)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -3,7 +3,9 @@
 This module owns the parameters (one flat buffer with named views, so that an optimizer update is
 one loop), checks every input once, stacks layers and directions, applies lengths and dropout, and
 hands the per-layer, per-direction work to the backend module that backend.py picks. It never
-computes a GRU step itself.
+computes a GRU step itself. Array work on activations goes through `self._ops` (backend.array_ops),
+so that with device="cuda" parameters, gradients and the training cache stay on the GPU; outputs come
+back as numpy arrays unless a call passes return_device=True.
 """
 
 import math
@@ -49,6 +51,19 @@ def _as_float_array(name, value, dtype):
     return arr
 
 
+def _input(ops, name, value, dtype):
+    """value as an array of the layer's device: host values checked here, device arrays by ops."""
+    if backend.is_device_array(value):
+        return ops.accept_device(name, value, dtype)
+    return ops.to_device(_as_float_array(name, value, dtype))
+
+
+def _check_return_device(ops, return_device):
+    if return_device and not ops.on_device:
+        raise ValueError("return_device: device arrays exist only for device='cuda'; this layer "
+                         "runs on the host")
+
+
 def _check_shape(name, arr, expected):
     if arr.shape != tuple(expected):
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
@@ -60,22 +75,27 @@ class _Parameters:
     def _init_parameters(self, shapes, hidden_size, dtype, rng):
         self._shapes = dict(shapes)
         total = sum(math.prod(s) for s in self._shapes.values())
-        self.flat_params = np.empty(total, dtype)
-        self.flat_grads = np.zeros(total, dtype)
-        self.params, self.grads = {}, {}
+        initial = np.empty(total, dtype)  # drawn on the host (seeded), then moved to the device
         offset = 0
         bound = 1.0 / math.sqrt(hidden_size)
+        for shape in self._shapes.values():
+            size = math.prod(shape)
+            # PyTorch's default: every parameter from U(-1/sqrt(H), 1/sqrt(H)).
+            initial[offset:offset + size] = rng.uniform(-bound, bound, size=shape).ravel()
+            offset += size
+        self.flat_params = self._ops.to_device(initial)
+        self.flat_grads = self._ops.zeros(total, dtype)
+        self.params, self.grads = {}, {}
+        offset = 0
         for name, shape in self._shapes.items():
             size = math.prod(shape)
             self.params[name] = self.flat_params[offset:offset + size].reshape(shape)
             self.grads[name] = self.flat_grads[offset:offset + size].reshape(shape)
-            # PyTorch's default: every parameter from U(-1/sqrt(H), 1/sqrt(H)).
-            self.params[name][...] = rng.uniform(-bound, bound, size=shape)
             offset += size
 
     def state_dict(self):
-        """Copies of the parameters, by PyTorch's names."""
-        return {name: p.copy() for name, p in self.params.items()}
+        """Copies of the parameters on the host, by PyTorch's names."""
+        return {name: np.array(self._ops.to_host(p)) for name, p in self.params.items()}
 
     def load_state_dict(self, state_dict):
         """Copy parameters in from a dict name -> array (PyTorch's names and shapes); all or nothing."""
@@ -91,11 +111,11 @@ class _Parameters:
             value = state_dict[name]
             if hasattr(value, "detach"):  # a torch tensor: take its values, never its graph
                 value = value.detach().cpu().numpy()
-            arr = _as_float_array(f"state_dict[{name!r}]", value, self.flat_params.dtype)
+            arr = _input(self._ops, f"state_dict[{name!r}]", value, self.flat_params.dtype)
             _check_shape(f"state_dict[{name!r}]", arr, shape)
             staged[name] = arr
         for name, arr in staged.items():
-            self.params[name][...] = arr
+            self._ops.assign(self.params[name], arr)
 
     def _bind_buffers(self, flat_params, flat_grads):
         """Move parameters and gradients, values kept, into caller-owned 1-D buffers of this
@@ -117,7 +137,7 @@ class _Parameters:
 
     def zero_grad(self):
         """Set every gradient to zero (backward adds into them)."""
-        self.flat_grads[...] = 0
+        self._ops.fill_zero(self.flat_grads)
 
     def parameters(self):
         """(name, parameter view, gradient view) triples, in state_dict order."""
@@ -147,6 +167,7 @@ class GRU(_Parameters):
         self.dtype = _as_dtype(dtype)
         self.device = backend.resolve(device)
         self._backend = backend.get(self.device)
+        self._ops = backend.array_ops(self.device)
         self._rng = np.random.default_rng(seed)
         self.num_directions = 2 if self.bidirectional else 1
         H, D = self.hidden_size, self.num_directions
@@ -160,7 +181,7 @@ class GRU(_Parameters):
                     shapes[f"bias_ih_l{k}{s}"] = (3 * H,)
                     shapes[f"bias_hh_l{k}{s}"] = (3 * H,)
         self._init_parameters(shapes, H, self.dtype, self._rng)
-        self._zero_bias = np.zeros(3 * H, self.dtype)
+        self._zero_bias = self._ops.zeros(3 * H, self.dtype)
         self._tape = threading.local()  # what backward needs, per calling thread
 
     def _suffixes(self):
@@ -174,7 +195,7 @@ class GRU(_Parameters):
     # -- input checks (once, here; the backends trust what they get) --
 
     def _check_inputs(self, x, h0, lengths):
-        x = _as_float_array("x", x, self.dtype)
+        x = _input(self._ops, "x", x, self.dtype)
         if x.ndim != 3:
             layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
             raise ValueError(f"x: expected a 3-D array {layout}, got {x.ndim}-D shape {x.shape}")
@@ -182,58 +203,73 @@ class GRU(_Parameters):
             raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
                              f"{x.shape}")
         if self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+            x = self._ops.swap01(x)
         T, B, _ = x.shape
         if T == 0 or B == 0:
             raise ValueError(f"x: expected at least one step and one sequence, got shape {x.shape}")
         LD = self.num_layers * self.num_directions
         if h0 is None:
-            h0 = np.zeros((LD, B, self.hidden_size), self.dtype)
+            h0 = self._ops.zeros((LD, B, self.hidden_size), self.dtype)
         else:
-            h0 = _as_float_array("h0", h0, self.dtype)
+            h0 = _input(self._ops, "h0", h0, self.dtype)
             _check_shape("h0", h0, (LD, B, self.hidden_size))
-        lengths = _check_lengths(lengths, B, T)
+        if backend.is_device_array(lengths):
+            lengths = self._ops.to_host(lengths)  # checked on the host: it is B integers
+        lengths = self._ops.to_device(_check_lengths(lengths, B, T))
         return x, h0, lengths
 
     # -- forward and backward --
 
-    def __call__(self, x, h0=None, lengths=None):
+    def __call__(self, x, h0=None, lengths=None, *, return_device=False):
         """Inference: (y, h_n); keeps nothing for backward."""
-        return self.forward(x, h0, lengths, train=False)
+        return self.forward(x, h0, lengths, train=False, return_device=return_device)
 
-    def forward(self, x, h0=None, lengths=None, train=False):
-        """(y, h_n). With train=True, keeps what backward needs and applies dropout."""
+    def forward(self, x, h0=None, lengths=None, train=False, *, return_device=False):
+        """(y, h_n). With train=True, keeps what backward needs and applies dropout.
+
+        x and h0 may be numpy or (device="cuda") device arrays; y and h_n are numpy arrays unless
+        return_device=True, which returns device arrays and copies nothing to the host.
+        """
+        _check_return_device(self._ops, return_device)
         x, h0, lengths = self._check_inputs(x, h0, lengths)
-        be, H, D = self._backend, self.hidden_size, self.num_directions
+        be, ops, H, D = self._backend, self._ops, self.hidden_size, self.num_directions
         T, B, _ = x.shape
         layer_in = x
-        h_n = np.empty((self.num_layers * D, B, H), self.dtype)
+        h_n = ops.empty((self.num_layers * D, B, H), self.dtype)
         caches, masks = [], []
         for k in range(self.num_layers):
             outs = []
             for d, s in enumerate(self._suffixes()):
                 w_ih, w_hh, b_ih, b_hh = self._weights(k, s)
-                y_d, h_n[k * D + d], cache = be.forward(
+                y_d, h_d, cache = be.forward(
                     layer_in, h0[k * D + d], w_ih, w_hh, b_ih, b_hh, lengths,
                     reverse=(d == 1), reset_after=self.reset_after, train=train)
+                ops.assign(h_n[k * D + d], h_d)
                 outs.append(y_d)
                 caches.append(cache)
-            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+            layer_out = outs[0] if D == 1 else ops.concat_last(outs)
             if train and self.dropout > 0 and k < self.num_layers - 1:
                 keep = 1.0 - self.dropout
                 mask = (self._rng.random(layer_out.shape) < keep).astype(self.dtype) / keep
-                layer_out = layer_out * mask
+                mask = ops.to_device(mask)
+                layer_out = ops.mul(layer_out, mask)
                 masks.append(mask)
             else:
                 masks.append(None)
             layer_in = layer_out
         if train:
             self._tape.value = (caches, masks, x.shape, B, T)
-        y = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
-        return np.ascontiguousarray(y), h_n
+        y = ops.swap01(layer_in) if self.batch_first else layer_in
+        if return_device:
+            return y, h_n
+        return ops.to_host(y), ops.to_host(h_n)
 
-    def backward(self, dy, dh_n=None):
-        """BPTT for the last forward(train=True) of this thread: returns (dx, dh0), adds to grads."""
+    def backward(self, dy, dh_n=None, *, return_device=False):
+        """BPTT for the last forward(train=True) of this thread: returns (dx, dh0), adds to grads.
+
+        dy, dh_n: numpy or device arrays; dx, dh0 are numpy arrays unless return_device=True.
+        """
+        _check_return_device(self._ops, return_device)
         tape = getattr(self._tape, "value", None)
         if tape is None:
             raise RuntimeError("backward: call forward(x, ..., train=True) first (inference calls "
@@ -241,34 +277,41 @@ class GRU(_Parameters):
         caches, masks, x_shape, B, T = tape
         H, D = self.hidden_size, self.num_directions
         y_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
-        dy = _as_float_array("dy", dy, self.dtype)
+        ops = self._ops
+        dy = _input(ops, "dy", dy, self.dtype)
         _check_shape("dy", dy, y_shape)
         LD = self.num_layers * D
         if dh_n is None:
-            dh_n = np.zeros((LD, B, H), self.dtype)
+            dh_n = ops.zeros((LD, B, H), self.dtype)
         else:
-            dh_n = _as_float_array("dh_n", dh_n, self.dtype)
+            dh_n = _input(ops, "dh_n", dh_n, self.dtype)
             _check_shape("dh_n", dh_n, (LD, B, H))
         self._tape.value = None
-        d_out = np.ascontiguousarray(dy.transpose(1, 0, 2)) if self.batch_first else dy
-        dh0 = np.empty((LD, B, H), self.dtype)
+        d_out = ops.swap01(dy) if self.batch_first else dy
+        dh0 = ops.empty((LD, B, H), self.dtype)
         for k in reversed(range(self.num_layers)):
             if masks[k] is not None:
-                d_out = d_out * masks[k]
+                d_out = ops.mul(d_out, masks[k])
             d_in = None
             for d, s in enumerate(self._suffixes()):
-                dy_d = np.ascontiguousarray(d_out[:, :, d * H:(d + 1) * H])
-                dx_d, dh0[k * D + d], dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(
+                dy_d = ops.take_last(d_out, d * H, (d + 1) * H)
+                dx_d, dh0_d, dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(
                     caches[k * D + d], dy_d, dh_n[k * D + d])
-                self.grads[f"weight_ih_l{k}{s}"] += dw_ih
-                self.grads[f"weight_hh_l{k}{s}"] += dw_hh
+                ops.assign(dh0[k * D + d], dh0_d)
+                ops.add_into(self.grads[f"weight_ih_l{k}{s}"], dw_ih)
+                ops.add_into(self.grads[f"weight_hh_l{k}{s}"], dw_hh)
                 if self.bias:
-                    self.grads[f"bias_ih_l{k}{s}"] += db_ih
-                    self.grads[f"bias_hh_l{k}{s}"] += db_hh
-                d_in = dx_d if d_in is None else d_in + dx_d
+                    ops.add_into(self.grads[f"bias_ih_l{k}{s}"], db_ih)
+                    ops.add_into(self.grads[f"bias_hh_l{k}{s}"], db_hh)
+                if d_in is None:
+                    d_in = dx_d  # a fresh array from the backend: ours to add into
+                else:
+                    ops.add_into(d_in, dx_d)
             d_out = d_in
-        dx = d_out.transpose(1, 0, 2) if self.batch_first else d_out
-        return np.ascontiguousarray(dx), dh0
+        dx = ops.swap01(d_out) if self.batch_first else d_out
+        if return_device:
+            return dx, dh0
+        return ops.to_host(dx), ops.to_host(dh0)
 
     def _weights(self, k, s):
         p = self.params
@@ -309,68 +352,109 @@ class GRUCell(_Parameters):
         self.dtype = _as_dtype(dtype)
         self.device = backend.resolve(device)
         self._backend = backend.get(self.device)
+        self._ops = backend.array_ops(self.device)
         H = self.hidden_size
         shapes = {"weight_ih": (3 * H, self.input_size), "weight_hh": (3 * H, H)}
         if self.bias:
             shapes.update(bias_ih=(3 * H,), bias_hh=(3 * H,))
         self._init_parameters(shapes, H, self.dtype, np.random.default_rng(seed))
-        self._zero_bias = np.zeros(3 * H, self.dtype)
-        self._one = np.ones(1, np.int64)
+        self._zero_bias = self._ops.zeros(3 * H, self.dtype)
+        self._one = self._ops.to_device(np.ones(1, np.int64))
         self._tape = threading.local()
 
     def __repr__(self):
         return (f"GRUCell({self.input_size}, {self.hidden_size}, reset_after={self.reset_after}, "
                 f"dtype={self.dtype.name}, device={self.device!r})")
 
-    def __call__(self, x, h=None):
+    def __call__(self, x, h=None, *, return_device=False):
         """h1 for one step: x (B, I) or (I,), h like x with H features (None = zeros)."""
-        return self.forward(x, h, train=False)
+        if return_device or self._ops.on_device:
+            return self.forward(x, h, train=False, return_device=return_device)
+        # The streaming path on the host: one compiled step, no cache, no allocations but h1.
+        x, h2, h_shape = self._check_step_inputs(x, h)
+        p = self.params
+        h1 = self._backend.step(x.reshape(-1, self.input_size), h2, p["weight_ih"],
+                                p["weight_hh"], p["bias_ih"] if self.bias else self._zero_bias,
+                                p["bias_hh"] if self.bias else self._zero_bias, self.reset_after)
+        if h1 is None:  # the kernel found NaN or Inf: name the culprit
+            _as_float_array("x", x, self.dtype)
+            _as_float_array("h", h2, self.dtype)
+        return h1.reshape(h_shape)
 
-    def forward(self, x, h=None, train=False):
-        x = _as_float_array("x", x, self.dtype)
-        unbatched = x.ndim == 1
+    def _check_step_inputs(self, x, h):
+        """(x, h as (B, H), the shape to return) for the host step. Fast for the common case of a
+        streaming loop: contiguous numpy arrays of the layer's dtype skip every conversion
+        (their finiteness is checked in the kernel)."""
+        if not (type(x) is np.ndarray and x.dtype == self.dtype and x.flags.c_contiguous):
+            x = _input(self._ops, "x", x, self.dtype)
         if x.ndim not in (1, 2):
             raise ValueError(f"x: expected a 2-D array (B, I) or a 1-D array (I,), got "
                              f"{x.ndim}-D shape {x.shape}")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
                              f"{x.shape}")
-        x2 = x.reshape(1, -1, self.input_size)  # (T=1, B, I)
-        B = x2.shape[1]
+        B = 1 if x.ndim == 1 else x.shape[0]
+        h_shape = (self.hidden_size,) if x.ndim == 1 else (B, self.hidden_size)
+        if h is None:
+            return x, np.zeros((B, self.hidden_size), self.dtype), h_shape
+        if not (type(h) is np.ndarray and h.dtype == self.dtype and h.flags.c_contiguous):
+            h = _input(self._ops, "h", h, self.dtype)
+        _check_shape("h", h, h_shape)
+        return x, h.reshape(B, self.hidden_size), h_shape
+
+    def forward(self, x, h=None, train=False, *, return_device=False):
+        """h1 (numpy, or a device array with return_device=True); train=True keeps the step."""
+        _check_return_device(self._ops, return_device)
+        x = _input(self._ops, "x", x, self.dtype)
+        unbatched = x.ndim == 1
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x: expected a 2-D array (B, I) or a 1-D array (I,), got "
+                             f"{x.ndim}-D shape {x.shape}")
+        if x.shape[x.ndim - 1] != self.input_size:
+            raise ValueError(f"x: expected feature size (last axis) {self.input_size}, got shape "
+                             f"{x.shape}")
+        B = 1 if unbatched else x.shape[0]
+        x2 = x.reshape(1, B, self.input_size)  # (T=1, B, I)
         h_shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         if h is None:
-            h2 = np.zeros((B, self.hidden_size), self.dtype)
+            h2 = self._ops.zeros((B, self.hidden_size), self.dtype)
         else:
-            h2 = _as_float_array("h", h, self.dtype)
+            h2 = _input(self._ops, "h", h, self.dtype)
             _check_shape("h", h2, h_shape)
             h2 = h2.reshape(B, self.hidden_size)
         p = self.params
         b_ih = p["bias_ih"] if self.bias else self._zero_bias
         b_hh = p["bias_hh"] if self.bias else self._zero_bias
-        lengths = self._one if B == 1 else np.ones(B, np.int64)
+        lengths = self._one if B == 1 else self._ops.to_device(np.ones(B, np.int64))
         _, h1, cache = self._backend.forward(x2, h2, p["weight_ih"], p["weight_hh"], b_ih, b_hh,
                                              lengths, reverse=False, reset_after=self.reset_after,
                                              train=train)
         if train:
             self._tape.value = (cache, x.shape, h_shape)
-        return h1.reshape(h_shape)
+        h1 = h1.reshape(h_shape)
+        return h1 if return_device else self._ops.to_host(h1)
 
-    def backward(self, dh1):
+    def backward(self, dh1, *, return_device=False):
         """Gradient of one step: returns (dx, dh) and adds to grads."""
+        _check_return_device(self._ops, return_device)
         tape = getattr(self._tape, "value", None)
         if tape is None:
             raise RuntimeError("backward: call forward(x, h, train=True) first")
         cache, x_shape, h_shape = tape
-        dh1 = _as_float_array("dh1", dh1, self.dtype)
+        ops = self._ops
+        dh1 = _input(ops, "dh1", dh1, self.dtype)
         _check_shape("dh1", dh1, h_shape)
         self._tape.value = None
         B = 1 if len(h_shape) == 1 else h_shape[0]
-        dy = np.zeros((1, B, self.hidden_size), self.dtype)
+        dy = ops.zeros((1, B, self.hidden_size), self.dtype)
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(
             cache, dy, dh1.reshape(B, self.hidden_size))
-        self.grads["weight_ih"] += dw_ih
-        self.grads["weight_hh"] += dw_hh
+        ops.add_into(self.grads["weight_ih"], dw_ih)
+        ops.add_into(self.grads["weight_hh"], dw_hh)
         if self.bias:
-            self.grads["bias_ih"] += db_ih
-            self.grads["bias_hh"] += db_hh
-        return dx.reshape(x_shape), dh.reshape(h_shape)
+            ops.add_into(self.grads["bias_ih"], db_ih)
+            ops.add_into(self.grads["bias_hh"], db_hh)
+        dx, dh = dx.reshape(x_shape), dh.reshape(h_shape)
+        if return_device:
+            return dx, dh
+        return ops.to_host(dx), ops.to_host(dh)

@@ -132,3 +132,11 @@ def backward(cache, dy, dh_n):
     db_ih = dgi2.sum(axis=0)
     db_hh = dgh2.sum(axis=0)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
+    """One GRU step, h1 (B,H) = GRU(x (B,I), h (B,H)); None when x or h is not finite."""
+    if not (np.isfinite(x).all() and np.isfinite(h).all()):
+        return None
+    lengths = np.ones(x.shape[0], np.int64)
+    return forward(x[None], h, w_ih, w_hh, b_ih, b_hh, lengths, reset_after=reset_after)[1]
