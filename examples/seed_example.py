@@ -25,8 +25,9 @@ trainer = ng.Trainer(model, optimizer, loss="mse", progress=False)
 rng = np.random.default_rng(0)
 input_data = rng.standard_normal((5, 10, input_size)).astype(np.float32)  # (batch, steps, features)
 output = model(input_data)  # the last step's GRU output through the Linear head: (5, 1)
+gru_output, h_n = model.gru(input_data)  # what the head reads the last step of: (5, 10, 20)
 print(f"numgru {ng.__version__}: {model}")
-print(f"input {input_data.shape} -> output {output.shape}")
+print(f"input {input_data.shape} -> GRU output {gru_output.shape} -> head output {output.shape}")
 print(output)
 
 # What the seed sets up but does not run: training with its criterion and optimizer. The target

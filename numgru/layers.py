@@ -119,14 +119,17 @@ class _Parameters:
 
     def _bind_buffers(self, flat_params, flat_grads):
         """Move parameters and gradients, values kept, into caller-owned 1-D buffers of this
-        layer's size and dtype (views into a larger buffer): a model holds all its layers in one
-        buffer this way, so that its optimizer update stays one loop."""
+        layer's size, dtype and device (views into a larger buffer): a model holds all its layers
+        in one buffer this way, so that its optimizer update stays one loop (one kernel)."""
+        on_device = backend.is_device_array(self.flat_params)
         for name, buf in (("flat_params", flat_params), ("flat_grads", flat_grads)):
-            if buf.shape != self.flat_params.shape or buf.dtype != self.flat_params.dtype:
-                raise ValueError(f"{name}: expected a 1-D {self.flat_params.dtype} buffer of "
+            if tuple(buf.shape) != tuple(self.flat_params.shape) or \
+                    buf.dtype != self.flat_params.dtype or backend.is_device_array(buf) != on_device:
+                raise ValueError(f"{name}: expected a 1-D {self.flat_params.dtype} "
+                                 f"{'device' if on_device else 'host'} buffer of "
                                  f"{self.flat_params.size} values, got {buf.dtype} {buf.shape}")
-        flat_params[...] = self.flat_params
-        flat_grads[...] = self.flat_grads
+        self._ops.assign(flat_params, self.flat_params)
+        self._ops.assign(flat_grads, self.flat_grads)
         self.flat_params, self.flat_grads = flat_params, flat_grads
         offset = 0
         for name, shape in self._shapes.items():

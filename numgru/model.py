@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 
+from . import backend
 from .layers import GRU, _as_dtype, _as_float_array, _check_lengths, _Parameters, _positive_int
 
 HEADS = ("last", "sequence")
@@ -18,14 +19,19 @@ class Linear(_Parameters):
     """y = x W^T + b over the last axis, the counterpart of torch.nn.Linear.
 
     Parameters `weight` (out_features, in_features) and `bias` (out_features,), both drawn from
-    U(-1/sqrt(in_features), 1/sqrt(in_features)) as PyTorch's default initialisation does.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)) as PyTorch's default initialisation does. They
+    live on the device (as a GRU's do); the product itself is computed on the host, where inputs
+    and outputs are: for a head of O outputs that is an O×in copy per call, not worth a kernel.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+    def __init__(self, in_features, out_features, bias=True, dtype="float32", device="auto",
+                 seed=None):
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         self.bias = bool(bias)
         self.dtype = _as_dtype(dtype)
+        self.device = backend.resolve(device)
+        self._ops = backend.array_ops(self.device)
         shapes = {"weight": (self.out_features, self.in_features)}
         if self.bias:
             shapes["bias"] = (self.out_features,)
@@ -46,9 +52,9 @@ class Linear(_Parameters):
             raise ValueError(f"x: expected a last axis of size {self.in_features}, got shape "
                              f"{x.shape}")
         x2 = x.reshape(-1, self.in_features)
-        out = x2 @ self.params["weight"].T
+        out = x2 @ self._ops.to_host(self.params["weight"]).T
         if self.bias:
-            out += self.params["bias"]
+            out += self._ops.to_host(self.params["bias"])
         if train:
             self._tape.value = (x2, x.shape)
         return out.reshape(x.shape[:-1] + (self.out_features,))
@@ -65,10 +71,10 @@ class Linear(_Parameters):
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
         self._tape.value = None
         d2 = dout.reshape(-1, self.out_features)
-        self.grads["weight"] += d2.T @ x2
+        self._ops.add_into(self.grads["weight"], d2.T @ x2)
         if self.bias:
-            self.grads["bias"] += d2.sum(axis=0)
-        return (d2 @ self.params["weight"]).reshape(x_shape)
+            self._ops.add_into(self.grads["bias"], d2.sum(axis=0))
+        return (d2 @ self._ops.to_host(self.params["weight"])).reshape(x_shape)
 
 
 class GRUModel:
@@ -97,13 +103,16 @@ class GRUModel:
         self.gru._rng = np.random.default_rng(dropout_seed)
         self.output_size = _positive_int("output_size", output_size)
         D = self.gru.num_directions
-        self.fc = Linear(D * self.gru.hidden_size, self.output_size, dtype=dtype, seed=fc_seed)
+        self.fc = Linear(D * self.gru.hidden_size, self.output_size, dtype=dtype,
+                         device=self.gru.device, seed=fc_seed)
         self.dtype = self.gru.dtype
         self.device = self.gru.device
-        # One buffer for the whole model: the layers' parameter dicts become views into it.
+        self._ops = self.gru._ops
+        # One buffer for the whole model (on the GRU's device): the layers' parameter dicts
+        # become views into it.
         n_gru, n_fc = self.gru.flat_params.size, self.fc.flat_params.size
-        self.flat_params = np.empty(n_gru + n_fc, self.dtype)
-        self.flat_grads = np.zeros(n_gru + n_fc, self.dtype)
+        self.flat_params = self._ops.empty(n_gru + n_fc, self.dtype)
+        self.flat_grads = self._ops.zeros(n_gru + n_fc, self.dtype)
         self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
         self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
         self._tape = threading.local()
@@ -179,18 +188,30 @@ class GRUModel:
         if missing or extra:
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {extra} "
                              f"(expected exactly {expected})")
-        saved = self.flat_params.copy()
+        saved = self.get_flat_params()
         for prefix, layer in (("gru.", self.gru), ("fc.", self.fc)):
             part = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
             try:
                 layer.load_state_dict(part)
             except (ValueError, TypeError) as e:
-                self.flat_params[...] = saved  # all or nothing
+                self.set_flat_params(saved)  # all or nothing
                 # The layer names its own keys; say them as the model's.
                 raise type(e)(str(e).replace("state_dict['", f"state_dict['{prefix}")) from None
 
+    def get_flat_params(self):
+        """A host copy of all parameters, in the order of parameters()."""
+        return np.array(self._ops.to_host(self.flat_params))
+
+    def set_flat_params(self, values):
+        """Overwrite all parameters from a flat array as get_flat_params returns."""
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        if values.shape != (self.flat_params.size,):
+            raise ValueError(f"values: expected shape ({self.flat_params.size},), got "
+                             f"{values.shape}")
+        self._ops.assign(self.flat_params, values)
+
     def zero_grad(self):
-        self.flat_grads[...] = 0
+        self._ops.fill_zero(self.flat_grads)
 
     # -- forward and backward --
 

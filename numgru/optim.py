@@ -3,13 +3,16 @@ schedules (step, cosine), following torch.optim's update rules operation for ope
 
 An optimizer works on flat spans: it groups the (name, parameter, gradient) triples it is given
 into runs that are adjacent in memory (a GRUModel's parameters are all one run), keeps its state
-(moments, momentum) as one flat buffer per run, and updates each run with one compiled loop.
+(moments, momentum) as one flat buffer per run, and updates each run with one compiled loop: an
+@njit loop for host arrays, one numba.cuda kernel for a model whose parameters live on the GPU.
 """
 
 import math
 
 import numpy as np
 from numba import njit
+
+from . import backend
 
 
 # -- compiled updates: one pass over a flat span; p, g and the state are 1-D arrays of one size --
@@ -54,6 +57,12 @@ def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, firs
         p[i] = p[i] + (-lr) * d
 
 
+def _launch(name, n, *args):
+    """Run one of _optim_cuda's kernels over n elements (numba.cuda is imported on first use)."""
+    from . import _optim_cuda
+    _optim_cuda.launch(name, n, *args)
+
+
 # -- grouping parameters into flat spans --
 
 def _owner(arr):
@@ -81,6 +90,10 @@ def _spans(params):
     (name, param, grad) triples.
     """
     if hasattr(params, "parameters") and callable(params.parameters):
+        flat_p, flat_g = getattr(params, "flat_params", None), getattr(params, "flat_grads", None)
+        if backend.is_device_array(flat_p):
+            # A model or layer on the GPU: its flat buffers are the one span.
+            return [([name for name, _, _ in params.parameters()], flat_p, flat_g)]
         params = params.parameters()
     triples = list(params)
     if not triples:
@@ -91,6 +104,13 @@ def _spans(params):
             raise TypeError(f"params[{i}]: expected a (name, parameter, gradient) triple, got "
                             f"{type(item).__name__}")
         name, p, g = item
+        if backend.is_device_array(p) or backend.is_device_array(g):
+            if not (backend.is_device_array(p) and backend.is_device_array(g)) or \
+                    tuple(p.shape) != tuple(g.shape) or p.dtype != g.dtype:
+                raise ValueError(f"params[{i}] ({name}): parameter and gradient must be device "
+                                 f"arrays of one shape and dtype")
+            runs.append([[name], p, 0, p.size, g, 0, g.size])  # device views: one span each
+            continue
         for what, arr in (("parameter", p), ("gradient", g)):
             if not isinstance(arr, np.ndarray) or arr.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}] ({name}): expected a float32/float64 numpy "
@@ -121,6 +141,10 @@ def _spans(params):
             for names, p_own, p0, p1, g_own, g0, g1 in runs]
 
 
+def _host_copy(arr):
+    return arr.copy_to_host() if backend.is_device_array(arr) else arr.copy()
+
+
 def _check_number(name, value, low=0.0, high=None, high_open=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
                                                                        np.floating)):
@@ -144,8 +168,14 @@ def clip_grad_norm(params, max_norm):
 
 
 class _SpanList(list):
+    """(names, param_span, grad_span) triples, host (numpy) or device (numba.cuda) arrays."""
+
     def norm(self):
-        return math.sqrt(sum(float(np.dot(g, g)) for _, _, g in self))
+        total = 0.0
+        for _, _, g in self:
+            g = g.copy_to_host() if backend.is_device_array(g) else g  # a vector: cheap to copy
+            total += float(np.dot(g, g))
+        return math.sqrt(total)
 
     def clip(self, max_norm):
         max_norm = _check_number("max_norm", max_norm)
@@ -153,8 +183,16 @@ class _SpanList(list):
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
             for _, _, g in self:
-                g *= g.dtype.type(coef)
+                if backend.is_device_array(g):
+                    _launch("scale", g.size, g, g.dtype.type(coef))
+                else:
+                    g *= g.dtype.type(coef)
         return total
+
+    def zeros_like(self, arr):
+        if backend.is_device_array(arr):
+            return backend.array_ops("cuda").zeros(arr.size, arr.dtype)
+        return np.zeros_like(arr)
 
 
 class Optimizer:
@@ -166,7 +204,8 @@ class Optimizer:
         self.spans = _SpanList(_spans(params))
         self.lr = _check_number("lr", lr)
         self.step_count = 0
-        self.state = {name: [np.zeros_like(p) for _, p, _ in self.spans] for name in self._buffers}
+        self.state = {name: [self.spans.zeros_like(p) for _, p, _ in self.spans]
+                      for name in self._buffers}
 
     def __repr__(self):
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -174,7 +213,10 @@ class Optimizer:
 
     def zero_grad(self):
         for _, _, g in self.spans:
-            g[...] = 0
+            if backend.is_device_array(g):
+                backend.array_ops("cuda").fill_zero(g)
+            else:
+                g[...] = 0
 
     def grad_norm(self):
         """Global L2 norm of all gradients."""
@@ -191,7 +233,7 @@ class Optimizer:
         """{"type", "hyperparameters", "step_count", "buffers": {name: [array per span]}} (copies)."""
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
                 "step_count": self.step_count,
-                "buffers": {k: [b.copy() for b in v] for k, v in self.state.items()}}
+                "buffers": {k: [_host_copy(b) for b in v] for k, v in self.state.items()}}
 
     def load_state_dict(self, state):
         """Restore what state_dict returned (same optimizer type and parameter layout)."""
@@ -211,7 +253,11 @@ class Optimizer:
                                  f"parameters have {sizes} (another model shape?)")
         for name, arrays in buffers.items():
             for dst, src in zip(self.state[name], arrays):
-                dst[...] = np.asarray(src).reshape(dst.shape)
+                src = np.ascontiguousarray(src, dtype=dst.dtype).reshape(dst.shape)
+                if backend.is_device_array(dst):
+                    dst.copy_to_device(src)
+                else:
+                    dst[...] = src
         for key, value in state.get("hyperparameters", {}).items():
             setattr(self, key, tuple(value) if isinstance(value, list) else value)
         self.step_count = int(state["step_count"])
@@ -243,10 +289,13 @@ class Adam(Optimizer):
         bias_correction1 = 1 - beta1 ** self.step_count
         bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
         for k, (_, p, g) in enumerate(self.spans):
-            _adam_kernel(p, g, self.state["exp_avg"][k], self.state["exp_avg_sq"][k],
-                         float(self.lr), 1 - beta1, beta2, 1 - beta2, self.eps,
-                         self.weight_decay, self._decoupled, bias_correction1,
-                         bias_correction2_sqrt)
+            args = (p, g, self.state["exp_avg"][k], self.state["exp_avg_sq"][k], float(self.lr),
+                    1 - beta1, beta2, 1 - beta2, self.eps, self.weight_decay, self._decoupled,
+                    bias_correction1, bias_correction2_sqrt)
+            if backend.is_device_array(p):
+                _launch("adam", p.size, *args)
+            else:
+                _adam_kernel(*args)
 
 
 class AdamW(Adam):
@@ -282,8 +331,12 @@ class SGD(Optimizer):
         first = self.step_count == 0
         self.step_count += 1
         for k, (_, p, g) in enumerate(self.spans):
-            _sgd_kernel(p, g, self.state["momentum_buffer"][k], float(self.lr), self.momentum,
-                        self.dampening, self.weight_decay, self.nesterov, first)
+            args = (p, g, self.state["momentum_buffer"][k], float(self.lr), self.momentum,
+                    self.dampening, self.weight_decay, self.nesterov, first)
+            if backend.is_device_array(p):
+                _launch("sgd", p.size, *args)
+            else:
+                _sgd_kernel(*args)
 
 
 # -- learning-rate schedules: step() once per epoch, as torch.optim.lr_scheduler --

@@ -289,7 +289,7 @@ class Trainer:
                 if state["best_value"] is None or value < state["best_value"]:
                     state.update(best_value=value, best_epoch=epoch, wait=0)
                     if restore_best:
-                        best_params = model.flat_params.copy()
+                        best_params = model.get_flat_params()
                 else:
                     state["wait"] += 1
                 state["epoch"] = epoch
@@ -306,7 +306,7 @@ class Trainer:
         finally:
             bar.close()
         if restore_best and best_params is not None:
-            model.flat_params[...] = best_params
+            model.set_flat_params(best_params)
         self.best_epoch = state["best_epoch"]
         return self.history
 

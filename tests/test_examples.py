@@ -10,7 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 EXPECTED = {
-    "seed_example.py": ["input (5, 10, 10) -> output (5, 1)", "MSE after 1 step"],
+    "seed_example.py": ["input (5, 10, 10) -> GRU output (5, 10, 20) -> head output (5, 1)",
+                        "MSE after 1 step"],
     "sunspots.py": ["GRU (hidden 32, window 20)  RMSE", "AR(9), least squares", "repeat last year"],
     "text_generation.py": ["baselines (nats/char)", "step    5", "--- sample", "And God said"],
     "classify_with_lengths.py": ["270 training utterances, lengths 7 to 26", "test accuracy",

@@ -1,0 +1,70 @@
+"""GRUModel, optimizers and Trainer with device="cuda", checked against device="cpu" under Numba's
+CUDA simulator (tiny sizes: the simulator runs every GPU thread as a Python thread).
+
+Run by tests/test_product_cuda_sim.py in a child process with NUMBA_ENABLE_CUDASIM=1.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import numgru as ng
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    raise RuntimeError("run through tests/test_product_cuda_sim.py: needs NUMBA_ENABLE_CUDASIM=1")
+
+
+def _trainer(device, seed=0):
+    model = ng.GRUModel(2, 3, 2, dtype="float64", device=device, seed=seed)
+    opt = ng.AdamW(model, lr=0.05, weight_decay=0.1)
+    return ng.Trainer(model, opt, loss="cross_entropy", clip_norm=0.1, progress=False)
+
+
+def test_model_trains_on_the_device_as_on_the_host(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y, lengths = rng.standard_normal((4, 3, 2)), rng.integers(0, 2, 4), np.array([3, 1, 2, 3])
+    host = _trainer("cpu")
+    host_losses = [host.train_step(X, y, lengths=lengths) for _ in range(3)]
+    dev = _trainer("cuda")
+    assert type(dev.model.flat_params).__name__ != "ndarray"  # the parameters live on the device
+    assert len(dev.optimizer.spans) == 1  # one span: one kernel per update
+    dev_losses = [dev.train_step(X, y, lengths=lengths) for _ in range(2)]
+    # Checkpoint on the device, resume into a fresh device model, one more step.
+    dev.save(tmp_path / "dev.ckpt")
+    resumed = _trainer("cuda", seed=5)
+    ck = ng.load_checkpoint(tmp_path / "dev.ckpt")
+    resumed.model.load_state_dict(ck.model_state())
+    resumed.optimizer.load_state_dict(ck.optimizer_state())
+    dev_losses.append(resumed.train_step(X, y, lengths=lengths))
+    np.testing.assert_allclose(dev_losses, host_losses, rtol=1e-12)
+    np.testing.assert_allclose(resumed.model.get_flat_params(), host.model.get_flat_params(),
+                               rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(resumed.optimizer.state_dict()["buffers"]["exp_avg_sq"][0],
+                               host.optimizer.state_dict()["buffers"]["exp_avg_sq"][0],
+                               rtol=1e-10, atol=1e-15)
+    out = resumed.model(X, lengths=lengths)
+    assert isinstance(out, np.ndarray) and out.shape == (4, 2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: ng.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
+    lambda params: ng.Adam(params, lr=0.01, weight_decay=0.1),
+])
+def test_optimizer_kernels_match_the_host_loops(make):
+    from numba import cuda
+    rng = np.random.default_rng(1)
+    p0 = rng.standard_normal(300)  # more than one block of 256 threads
+    p_host, g_host = p0.copy(), np.zeros(300)
+    p_dev, g_dev = cuda.to_device(p0), cuda.to_device(np.zeros(300))
+    host, dev = make([("w", p_host, g_host)]), make([("w", p_dev, g_dev)])
+    for _ in range(3):
+        grad = rng.standard_normal(300)
+        g_host[:] = grad
+        g_dev.copy_to_device(grad)
+        assert dev.clip_grad_norm(5.0) == pytest.approx(host.clip_grad_norm(5.0), rel=1e-13)
+        host.step()
+        dev.step()
+    np.testing.assert_allclose(p_dev.copy_to_host(), p_host, rtol=1e-13, atol=1e-15)
+    dev.zero_grad()
+    assert not g_dev.copy_to_host().any()
