@@ -92,6 +92,7 @@ def _build_optimizer(args, model):
 
 
 def cmd_train(args):
+    from .checkpoint import save_checkpoint
     from .data import Standardizer, sliding_windows
     from .model import GRUModel
     from .trainer import Trainer
@@ -179,7 +180,7 @@ def cmd_train(args):
     seconds = time.perf_counter() - t0
     # checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
     # final model (the best epoch's weights when a validation split chose one).
-    trainer.save(os.path.join(out_dir, "model.npz"), extra=prep)
+    save_checkpoint(os.path.join(out_dir, "model.npz"), trainer.model, extra=prep)
     print(f"trained {len(history.get('loss', []))} epochs in {seconds:.1f} s "
           f"(best epoch {trainer.best_epoch})", flush=True)
     metrics_out = {"task": task, "data": args.data, "epochs": len(history.get("loss", [])),
@@ -258,7 +259,8 @@ def _write_run(out_dir, history, metrics):
             w.writerow(row)
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
-    plot_history(history, os.path.join(out_dir, "loss.png"))
+    if not plot_history(history, os.path.join(out_dir, "loss.png")):
+        print("loss.png not written: matplotlib is not installed (pip install 'numgru[plot]')")
 
 
 def plot_history(history, path):

@@ -158,3 +158,13 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "r"), str(tmp_path / "b.npz")]) == 2
     assert "3 features, the model was trained on 2" in capsys.readouterr().err
+
+
+def test_run_folder_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    _toy_npz(tmp_path / "toy.npz")
+    assert main(["train", str(tmp_path / "toy.npz"), "--epochs", "1", "--hidden", "3",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "loss.png not written: matplotlib is not installed" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.npz", "history.csv",
+                                                    "history.json", "metrics.json", "model.npz"]
