@@ -580,6 +580,9 @@ def main(argv=None):
     except FloatingPointError as e:  # NonFiniteLossError
         print(f"numgru {args.command}: training stopped: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 __all__ = ["main", "build_parser", "plot_history"]

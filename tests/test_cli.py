@@ -168,3 +168,17 @@ def test_run_folder_without_matplotlib(tmp_path, capsys, monkeypatch):
     assert "loss.png not written: matplotlib is not installed" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.npz", "history.csv",
                                                     "history.json", "metrics.json", "model.npz"]
+
+
+def test_divergence_stops_with_status_3_and_keeps_the_checkpoint(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "r.npz", X=rng.standard_normal((20, 5, 2)), y=rng.standard_normal(20))
+    run = tmp_path / "run"
+    status = main(["train", str(tmp_path / "r.npz"), "--optimizer", "sgd", "--momentum", "0",
+                   "--lr", "1e300", "--epochs", "3", "--no-progress", "--dtype", "float64",
+                   "--hidden", "4", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert "loss is inf at step 2" in err and "epoch 2, batch 1 of 1" in err
+    assert f"last good checkpoint is {run / 'checkpoint.npz'} (epoch 1)" in err
+    assert ng.load_checkpoint(run / "checkpoint.npz").meta["training"]["epoch"] == 1
