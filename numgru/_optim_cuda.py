@@ -1,52 +1,38 @@
 """numba.cuda kernels of the optimizer updates in optim.py, one thread per element of a flat span.
 
 Imported only when an optimizer holds parameters that live on the GPU, so that numgru never loads
-numba.cuda for host work. The arithmetic is optim.py's @njit loops, line for line.
+numba.cuda for host work. Each kernel applies optim.py's per-element arithmetic (_adam_math,
+_sgd_math), compiled here as device functions: the host loops and these kernels share one source.
 """
-
-import math
 
 from numba import cuda
 
+from .optim import _adam_math, _sgd_math
+
 THREADS = 256  # per block; the updates are pointwise, any size works
+
+_adam_device = cuda.jit(device=True)(_adam_math)
+_sgd_device = cuda.jit(device=True)(_sgd_math)
 
 
 @cuda.jit
 def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
                  weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
-    """Adam / AdamW for element i, as optim._adam_kernel."""
+    """Adam / AdamW for element i."""
     i = cuda.grid(1)
     if i < p.size:
-        grad = g[i]
-        if weight_decay != 0.0:
-            if decoupled:
-                p[i] = p[i] * (1.0 - lr * weight_decay)
-            else:
-                grad = grad + weight_decay * p[i]
-        exp_avg[i] = exp_avg[i] + one_minus_beta1 * (grad - exp_avg[i])
-        exp_avg_sq[i] = exp_avg_sq[i] * beta2 + one_minus_beta2 * grad * grad
-        denom = math.sqrt(exp_avg_sq[i]) / bias_correction2_sqrt + eps
-        p[i] = p[i] + (-(lr / bias_correction1)) * (exp_avg[i] / denom)
+        p[i], exp_avg[i], exp_avg_sq[i] = _adam_device(
+            p[i], g[i], exp_avg[i], exp_avg_sq[i], lr, one_minus_beta1, beta2, one_minus_beta2,
+            eps, weight_decay, decoupled, bias_correction1, bias_correction2_sqrt)
 
 
 @cuda.jit
 def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
-    """SGD with momentum for element i, as optim._sgd_kernel."""
+    """SGD with momentum for element i."""
     i = cuda.grid(1)
     if i < p.size:
-        d = g[i]
-        if weight_decay != 0.0:
-            d = d + weight_decay * p[i]
-        if momentum != 0.0:
-            if first:
-                buf[i] = d
-            else:
-                buf[i] = buf[i] * momentum + (1.0 - dampening) * d
-            if nesterov:
-                d = d + momentum * buf[i]
-            else:
-                d = buf[i]
-        p[i] = p[i] + (-lr) * d
+        p[i], buf[i] = _sgd_device(p[i], g[i], buf[i], lr, momentum, dampening, weight_decay,
+                                   nesterov, first)
 
 
 @cuda.jit

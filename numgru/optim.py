@@ -15,46 +15,63 @@ from numba import njit
 from . import backend
 
 
-# -- compiled updates: one pass over a flat span; p, g and the state are 1-D arrays of one size --
+# -- the updates: one element's arithmetic, shared by the @njit loops here and the numba.cuda
+#    kernels in _optim_cuda.py (compiled by each; math.sqrt works in both) --
+
+def _adam_math(p, grad, m, v, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
+               decoupled, bias_correction1, bias_correction2_sqrt):
+    """torch.optim.Adam / AdamW (single-tensor path) for one element: returns new (p, m, v).
+    g <- g + wd·p (Adam, L2) or p <- p (1 - lr·wd) (AdamW, decoupled); m <- m + (1-β1)(g - m);
+    v <- β2 v + (1-β2) g²; p <- p - lr/bc1 · m / (√v / √bc2 + eps)."""
+    if weight_decay != 0.0:
+        if decoupled:
+            p = p * (1.0 - lr * weight_decay)
+        else:
+            grad = grad + weight_decay * p
+    m = m + one_minus_beta1 * (grad - m)
+    v = v * beta2 + one_minus_beta2 * grad * grad
+    denom = math.sqrt(v) / bias_correction2_sqrt + eps
+    return p + (-(lr / bias_correction1)) * (m / denom), m, v
+
+
+def _sgd_math(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """torch.optim.SGD for one element: returns new (p, buf). d = g + wd·p; buf <- d (first
+    step) or μ·buf + (1-dampening)·d; d <- d + μ·buf (Nesterov) or buf; p <- p - lr·d."""
+    d = grad
+    if weight_decay != 0.0:
+        d = d + weight_decay * p
+    if momentum != 0.0:
+        if first:
+            buf = d
+        else:
+            buf = buf * momentum + (1.0 - dampening) * d
+        if nesterov:
+            d = d + momentum * buf
+        else:
+            d = buf
+    return p + (-lr) * d, buf
+
+
+_adam_element = njit(cache=True, inline="always")(_adam_math)
+_sgd_element = njit(cache=True, inline="always")(_sgd_math)
+
 
 @njit(cache=True)
 def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
                  weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
-    """torch.optim.Adam / AdamW (single-tensor path), element by element:
-    m <- m + (1-β1)(g - m); v <- β2 v + (1-β2) g²; p <- p - lr/bc1 · m / (√v / √bc2 + eps),
-    with g <- g + wd·p (Adam, L2) or p <- p (1 - lr·wd) first (AdamW, decoupled)."""
-    step_size = lr / bias_correction1
+    """_adam_math over a flat span: p, g, exp_avg, exp_avg_sq are 1-D arrays of one size."""
     for i in range(p.size):
-        grad = g[i]
-        if weight_decay != 0.0:
-            if decoupled:
-                p[i] = p[i] * (1.0 - lr * weight_decay)
-            else:
-                grad = grad + weight_decay * p[i]
-        exp_avg[i] = exp_avg[i] + one_minus_beta1 * (grad - exp_avg[i])
-        exp_avg_sq[i] = exp_avg_sq[i] * beta2 + one_minus_beta2 * grad * grad
-        denom = np.sqrt(exp_avg_sq[i]) / bias_correction2_sqrt + eps
-        p[i] = p[i] + (-step_size) * (exp_avg[i] / denom)
+        p[i], exp_avg[i], exp_avg_sq[i] = _adam_element(
+            p[i], g[i], exp_avg[i], exp_avg_sq[i], lr, one_minus_beta1, beta2, one_minus_beta2,
+            eps, weight_decay, decoupled, bias_correction1, bias_correction2_sqrt)
 
 
 @njit(cache=True)
 def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
-    """torch.optim.SGD: d = g + wd·p; buf <- d (first step) or μ·buf + (1-dampening)·d;
-    d <- d + μ·buf (Nesterov) or buf; p <- p - lr·d."""
+    """_sgd_math over a flat span: p, g, buf are 1-D arrays of one size."""
     for i in range(p.size):
-        d = g[i]
-        if weight_decay != 0.0:
-            d = d + weight_decay * p[i]
-        if momentum != 0.0:
-            if first:
-                buf[i] = d
-            else:
-                buf[i] = buf[i] * momentum + (1.0 - dampening) * d
-            if nesterov:
-                d = d + momentum * buf[i]
-            else:
-                d = buf[i]
-        p[i] = p[i] + (-lr) * d
+        p[i], buf[i] = _sgd_element(p[i], g[i], buf[i], lr, momentum, dampening, weight_decay,
+                                    nesterov, first)
 
 
 def _launch(name, n, *args):
