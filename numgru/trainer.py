@@ -85,10 +85,11 @@ class Trainer:
 
     # -- checks --
 
-    def _check_targets(self, y, N, T, name="y"):
-        """y as the loss wants it: int (N,) / (N, T) for cross-entropy, float (N, O) / (N, T, O)."""
+    def _check_targets(self, y, N, T, lengths, name="y"):
+        """y as the loss wants it: int (N,) / (N, T) for cross-entropy, float (N, O) / (N, T, O).
+        Per-step targets are checked at valid steps only (padding may hold anything)."""
         y = np.asarray(y)
-        if len(y) != N:
+        if y.ndim == 0 or len(y) != N:
             raise ValueError(f"X and {name}: X has {N} sequences but {name} has {len(y)} targets")
         O = self.model.output_size
         per_step = self.model.head == "sequence"
@@ -102,6 +103,8 @@ class Trainer:
             if y.shape != want:
                 raise ValueError(f"{name}: expected shape {want} of class labels, got {y.shape}")
             bad = (y < 0) | (y >= O)
+            if per_step:
+                bad &= np.arange(T)[None, :] < lengths[:, None]
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise ValueError(f"{name}: class labels must be in [0, {O}) (output_size = {O}), "
@@ -114,9 +117,12 @@ class Trainer:
             y = y.reshape(want)  # e.g. (N,) targets for a single output
         if y.shape != want:
             raise ValueError(f"{name}: expected shape {want}, got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name}: NaN or Inf at target {int(np.argwhere(~np.isfinite(y))[0][0])}")
-        return y.astype(self.model.dtype)
+        bad = ~np.isfinite(y)
+        if per_step:
+            bad &= (np.arange(T)[None, :] < lengths[:, None])[:, :, None]
+        if bad.any():
+            raise ValueError(f"{name}: NaN or Inf at target {tuple(int(i) for i in np.argwhere(bad)[0])}")
+        return np.where(np.isfinite(y), y, 0).astype(self.model.dtype)  # padding's NaN -> 0
 
     def _batch(self, X, lengths, y, index):
         """The batch of these rows, cut to its longest sequence, with its per-step mask."""
@@ -185,7 +191,7 @@ class Trainer:
     def evaluate(self, X, y, lengths=None, batch_size=256):
         """{"loss": mean loss, and each metric} over the whole set (inference, no dropout)."""
         X, lengths = _as_sequences(X, lengths, self.model.dtype)
-        y = self._check_targets(y, len(X), X.shape[1])
+        y = self._check_targets(y, len(X), X.shape[1], lengths)
         totals = _Totals()
         for start in range(0, len(X), batch_size):
             index = np.arange(start, min(start + batch_size, len(X)))
@@ -221,7 +227,7 @@ class Trainer:
                 batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         X, lengths = _as_sequences(X, lengths, model.dtype)
-        y = self._check_targets(y, len(X), X.shape[1])
+        y = self._check_targets(y, len(X), X.shape[1], lengths)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -232,7 +238,7 @@ class Trainer:
             if Xv.shape[2] != X.shape[2]:
                 raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the training X "
                                  f"has {X.shape[2]}")
-            yv = self._check_targets(yv, len(Xv), Xv.shape[1], name="validation y")
+            yv = self._check_targets(yv, len(Xv), Xv.shape[1], lv, name="validation y")
             val = (Xv, yv, lv)
         monitor = monitor or ("val_loss" if val is not None else "loss")
         if restore_best is None:

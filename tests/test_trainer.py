@@ -225,3 +225,17 @@ def test_bad_training_input_is_named():
         ng.Trainer(model, ng.Adam(model), loss="hinge")
     with pytest.raises(ValueError, match="accuracy"):
         ng.Trainer(model, ng.Adam(model), loss="mse", metrics=["accuracy"])
+
+
+def test_per_step_targets_are_checked_at_valid_steps_only():
+    model = ng.GRUModel(2, 3, 4, head="sequence", seed=0)
+    trainer = ng.Trainer(model, ng.Adam(model), loss="cross_entropy", progress=False)
+    X = np.random.default_rng(0).standard_normal((3, 5, 2))
+    lengths = np.array([5, 2, 3])
+    y = np.random.default_rng(1).integers(0, 4, (3, 5))
+    y[np.arange(5)[None, :] >= lengths[:, None]] = -100  # padding labels, as torch's ignore_index
+    history = trainer.fit(X, y, lengths=lengths, epochs=1, batch_size=3)
+    assert np.isfinite(history["loss"][0])
+    y[2, 1] = 4  # a valid step of sequence 2
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 4\).*got 4 at index \(2, 1\)"):
+        trainer.fit(X, y, lengths=lengths, epochs=1)
