@@ -73,18 +73,20 @@ def check(name, got, want, tol=2e-4):
         raise SystemExit(f"result check failed: {name} differs from torch by {err:.3g}")
 
 
-def bench_size(name, repeat, with_reference, torch):
+def bench_size(name, repeat, with_reference, torch, reset_after=True, bidirectional=False):
     import numgru as ng
 
     B, T, I, H, L = GRID[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I)).astype(np.float32)
-    dy = rng.standard_normal((B, T, H)).astype(np.float32)
-    tgru = torch.nn.GRU(I, H, num_layers=L, batch_first=True)
+    D = 2 if bidirectional else 1
+    dy = rng.standard_normal((B, T, D * H)).astype(np.float32)
+    kw = dict(num_layers=L, bidirectional=bidirectional)
+    tgru = torch.nn.GRU(I, H, batch_first=True, **kw)
     sd = {k: v.detach().numpy().copy() for k, v in tgru.state_dict().items()}
-    backends = {"cpu": ng.GRU(I, H, num_layers=L, device="cpu")}
+    backends = {"cpu": ng.GRU(I, H, device="cpu", reset_after=reset_after, **kw)}
     if with_reference:
-        backends["numpy"] = ng.GRU(I, H, num_layers=L, device="numpy")
+        backends["numpy"] = ng.GRU(I, H, device="numpy", reset_after=reset_after, **kw)
     for gru in backends.values():
         gru.load_state_dict(sd)
 
@@ -99,22 +101,33 @@ def bench_size(name, repeat, with_reference, torch):
         y, _ = tgru(xt)
         torch.autograd.backward(y, dyt)
 
-    # Results first: numgru must agree with torch before anything is timed.
+    # Results first: numgru must agree with the truth before anything is timed. The truth is
+    # torch for reset_after=True; torch has no reset_after=False, so there it is the NumPy
+    # reference in float64 (torch still gives the baseline time: its variant costs the same).
     yt, ht = tgru(xt)
     torch.autograd.backward(yt, dyt)
+    if reset_after:
+        want = {"y": yt.detach().numpy(), "h_n": ht.detach().numpy(), "dx": xt.grad.numpy()}
+        want.update({f"grad {k}": p.grad.numpy() for k, p in tgru.named_parameters()})
+    else:
+        truth = ng.GRU(I, H, device="numpy", reset_after=False, dtype="float64", **kw)
+        truth.load_state_dict(sd)
+        y64, h64 = truth.forward(x, train=True)
+        dx64, _ = truth.backward(dy)
+        want = {"y": y64, "h_n": h64, "dx": dx64}
+        want.update({f"grad {k}": g for k, g in truth.grads.items()})
     rows = {}
     for dev, gru in backends.items():
         t0 = time.perf_counter()
         y, h = gru(x)  # the first call compiles (or loads the cache): reported apart
         first = time.perf_counter() - t0
-        check(f"{name}/{dev} y", y, yt.detach().numpy())
-        check(f"{name}/{dev} h_n", h, ht.detach().numpy())
         gru.zero_grad()
         gru.forward(x, train=True)
         dx, _ = gru.backward(dy)
-        check(f"{name}/{dev} dx", dx, xt.grad.numpy())
-        for pname, p in tgru.named_parameters():
-            check(f"{name}/{dev} grad {pname}", gru.grads[pname], p.grad.numpy())
+        got = {"y": y, "h_n": h, "dx": dx}
+        got.update({f"grad {k}": g for k, g in gru.grads.items()})
+        for key, value in want.items():
+            check(f"{name}/{dev} {key}", got[key], value)
         rows[dev] = {"first_call_s": first}
     xt.grad = None
     tgru.zero_grad()
@@ -123,7 +136,7 @@ def bench_size(name, repeat, with_reference, torch):
         gru.forward(x, train=True)
         gru.backward(dy)
 
-    flops = gemm_flops(B, T, I, H, L)
+    flops = gemm_flops(B, T, I, H, L, D)
     out = {"size": name, "shape": dict(B=B, T=T, I=I, H=H, layers=L), "gflop_fwd": flops / 1e9}
     t_inf = median_time(torch_infer, repeat)
     t_tr = median_time(torch_train, repeat)
@@ -232,6 +245,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
+    ap.add_argument("--reset-after-false", action="store_true",
+                    help="time numgru's reset_after=False variant (torch's time stays the baseline)")
+    ap.add_argument("--bidirectional", action="store_true", help="bidirectional layers, both sides")
     ap.add_argument("--no-cell", action="store_true", help="skip the GRUCell latency")
     ap.add_argument("--compile", action="store_true", help="only the first-call latencies")
     ap.add_argument("--memory", action="store_true", help="only the training-step peak memory")
@@ -252,13 +268,16 @@ def main():
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numba "
           f"{numba.__version__}, numpy {np.__version__}; SGEMM peak (2048², SciPy BLAS): "
           f"{peak:.1f} GFLOP/s")
-    print("All results are checked against torch before timing. Times: median, float32.")
+    print(f"variant: reset_after={not args.reset_after_false}, bidirectional={args.bidirectional}")
+    print("All results are checked against torch (or, for reset_after=False, the float64 NumPy "
+          "reference) before timing. Times: median, float32.")
     head = (f"{'size':8s} {'mode':6s} {'torch ms':>9s} {'cpu ms':>9s} {'cpu/torch':>9s} "
             f"{'cpu GF/s':>8s} {'%peak':>6s} {'torch GF/s':>10s} {'numpy ms':>9s} {'np/torch':>8s}")
     print(head)
     results = {"sgemm_peak_gflops": peak, "sizes": []}
     for name in args.sizes:
-        r = bench_size(name, args.repeat, not args.no_reference, torch)
+        r = bench_size(name, args.repeat, not args.no_reference, torch,
+                       reset_after=not args.reset_after_false, bidirectional=args.bidirectional)
         results["sizes"].append(r)
         for mode, mult in (("infer", 1), ("train", 3)):
             gf = r["gflop_fwd"] * mult

@@ -88,7 +88,7 @@ def test_padding_outputs_are_zero_and_state_stops_at_length():
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_training_cache_stays_within_its_memory_budget(reset_after):
     """Beyond the outputs, the cache may hold T·B·(4H + I) values per layer and direction: it
-    creates only the gates (4H with hn, 3H without) and references x, y and h0 without copies."""
+    creates only the gates (r, z, n, hn: 4H) and references x, y and h0 without copies."""
     T, B, I, H = 7, 3, 5, 6
     args = random_layer_args(np.random.default_rng(0), T, B, I, H, np.float32)
     y, h_n, cache = cpu.forward(*args, False, reset_after, train=True)
@@ -96,4 +96,5 @@ def test_training_cache_stays_within_its_memory_budget(reset_after):
     assert cache.x is x and cache.y is y and cache.h0 is h0
     created = [v for k, v in vars(cache).items() if isinstance(v, np.ndarray)
                and not any(v is ref for ref in (x, y, h0, args[2], args[3], args[6]))]
-    assert sum(a.size for a in created) == T * B * (4 if reset_after else 3) * H
+    assert sum(a.size for a in created) == T * B * 4 * H
+    assert all(a.base is None or not np.shares_memory(a, y) for a in created)
