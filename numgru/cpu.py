@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import N_, T_, gemm
+from . import _threads
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 
@@ -62,40 +63,49 @@ def _forward_row(gi, gh, b_ih, b_hh, h, y, g_r, g_z, g_n, g_hn, H, one, reset_af
             y[j] = h_new
 
 
-@njit(**_JIT)
-def _forward_kernel(x, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one,
-                    y, h, g_r, g_z, g_n, g_hn):
-    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps.
-
-    x (T,B,I); y (T,B,H) written; h (B,H) holds h0 on entry and h_n on exit; g_r, g_z, g_n, g_hn
-    (T,B,H) written when train (else (1,B,H) scratch).
-    """
+@njit(nogil=True, **_JIT)
+def _project_kernel(x, w_ih, one, gi):
+    """gi (T·B, 3H) = x W_ih^T: the input projection of every step, one GEMM."""
     T, B, I = x.shape
-    H = h.shape[1]
-    G = 3 * H
-    gi = np.empty((T * B, G), x.dtype)  # W_ih x_t for every step: one GEMM
+    G = gi.shape[1]
     gemm(N_, T_, T * B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
-    gh = np.empty((B, G), x.dtype)  # this step's recurrent pre-activations (bias excluded)
-    rh = np.empty((B, H), x.dtype)  # r ⊙ h (reset_after=False)
+
+
+@njit(nogil=True, **_JIT)
+def _recurrence_kernel(gi, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one, b0, b1,
+                       y, h, g_r, g_z, g_n, g_hn):
+    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps of rows b0..b1-1 (a chunk of the batch:
+    rows never interact, so chunks run in parallel with no synchronisation).
+
+    gi (T·B, 3H) from _project_kernel; y (T,B,H) written; h (B,H) holds h0 on entry and h_n on
+    exit; g_r, g_z, g_n, g_hn (T,B,H) written when train (else (1,B,H) scratch).
+    """
+    T, B, H = y.shape
+    G = 3 * H
+    Bc = b1 - b0
+    gh = np.empty((Bc, G), y.dtype)  # this step's recurrent pre-activations (bias excluded)
+    rh = np.empty((Bc, H), y.dtype)  # r ⊙ h (reset_after=False)
     for s in range(T):
         t = T - 1 - s if reverse else s
         if reset_after:
-            gemm(N_, T_, B, G, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+            gemm(N_, T_, Bc, G, H, one, h, b0 * H, H, w_hh, 0, H, 0, gh, 0, G)
         else:
             # r first (W_h{r,z} h), then W_hn (r ⊙ h) into the n columns of gh.
-            gemm(N_, T_, B, 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
-            for b in range(B):
-                gib = gi[t * B + b]
+            gemm(N_, T_, Bc, 2 * H, H, one, h, b0 * H, H, w_hh, 0, H, 0, gh, 0, G)
+            for bb in range(Bc):
+                gib = gi[t * B + b0 + bb]
+                hb = h[b0 + bb]
                 for j in range(H):
-                    r = sigmoid((gib[j] + b_ih[j]) + (gh[b, j] + b_hh[j]))
-                    rh[b, j] = r * h[b, j]
-            gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+                    r = sigmoid((gib[j] + b_ih[j]) + (gh[bb, j] + b_hh[j]))
+                    rh[bb, j] = r * hb[j]
+            gemm(N_, T_, Bc, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
         tg = t if train else 0
-        for b in range(B):
+        for bb in range(Bc):
+            b = b0 + bb
             if t >= lengths[b]:
                 y[t, b, :] = 0
                 continue
-            _forward_row(gi[t * B + b], gh[b], b_ih, b_hh, h[b], y[t, b], g_r[tg, b], g_z[tg, b],
+            _forward_row(gi[t * B + b], gh[bb], b_ih, b_hh, h[b], y[t, b], g_r[tg, b], g_z[tg, b],
                          g_n[tg, b], g_hn[tg, b], H, one, reset_after, train)
 
 
@@ -104,13 +114,20 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    one = dtype.type(1)
     y = np.empty((T, B, H), dtype)
     h = np.array(h0, dtype=dtype, copy=True, order="C")
     # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps; a (1, B, H)
     # scratch each for inference.
     gates = np.zeros((4, T, B, H) if train else (4, 1, B, H), dtype)
-    _forward_kernel(x, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train,
-                    dtype.type(1), y, h, gates[0], gates[1], gates[2], gates[3])
+    gi = np.empty((T * B, 3 * H), dtype)
+    _project_kernel(x, w_ih, one, gi)
+
+    def rows(b0, b1):
+        _recurrence_kernel(gi, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one, b0, b1,
+                           y, h, gates[0], gates[1], gates[2], gates[3])
+
+    _threads.run(rows, _threads.chunks(B, _threads.split_count(B, T * 3 * H * H)))
     cache = None
     if train:
         cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
@@ -207,30 +224,24 @@ def _backward_row(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi, dgh, hid_n, H, reset
         dh[j] = (np.float64(dh[j]) + dy[j]) * g_z[j]
 
 
-@njit(**_JIT)
-def _backward_kernel(x, y, h0, g_r, g_z, g_n, g_hn, w_ih, w_hh, lengths, reverse, reset_after,
-                     one, dy, dh, dx, dw_ih, dw_hh, db_ih, db_hh):
-    """Reverse loop over the steps, then the reductions over all T·B rows.
+@njit(nogil=True, **_JIT)
+def _backward_recurrence_kernel(y, h0, g_r, g_z, g_n, g_hn, w_hh, lengths, reverse, reset_after,
+                                one, dy, dh, dgi, dgh, hid_n, b0, b1):
+    """The reverse loop over the steps for rows b0..b1-1 (chunks run in parallel, as forward).
 
-    dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. dx (T,B,I), dw_ih (3H,I), dw_hh (3H,H),
-    db_ih, db_hh (3H,) are overwritten.
+    dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. Writes the rows of dgi (T·B, 3H), dgh
+    (T·B, 3H; dgi itself when not reset_after) and hid_n (T·B, H; r ⊙ h_prev, reset_after=False).
     """
-    T, B, I = x.shape
-    H = dh.shape[1]
+    T, B, H = y.shape
     G = 3 * H
-    TB = T * B
-    dtype = x.dtype
-    # dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the hidden side
-    # (differs in the n columns, × r, when reset_after; equal to dgi otherwise, so not stored).
-    dgi = np.empty((TB, G), dtype)
-    dgh = np.empty((TB, G), dtype) if reset_after else dgi
-    hid_n = np.zeros((TB if not reset_after else 1, H), dtype)  # r ⊙ h_prev (reset_after=False)
-    d_rh = np.empty((B, H), dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
+    Bc = b1 - b0
+    d_rh = np.empty((Bc, H), y.dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        row0 = t * B
-        for b in range(B):
-            g = row0 + b
+        row0 = t * B + b0  # first row of this chunk at step t in dgi / dgh
+        for bb in range(Bc):
+            b = b0 + bb
+            g = row0 + bb
             if t >= lengths[b]:
                 dgi[g, :] = 0  # an invalid step passes dh through untouched
                 if reset_after:
@@ -243,25 +254,37 @@ def _backward_kernel(x, y, h0, g_r, g_z, g_n, g_hn, w_ih, w_hh, lengths, reverse
             _backward_row(g_r[t, b], g_z[t, b], g_n[t, b], g_hn[t, b], h_prev, dy[t, b], dh[b],
                           dgi[g], dgh[g], hid_n[g if not reset_after else 0], H, reset_after)
         if reset_after:
-            gemm(N_, N_, B, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
+            gemm(N_, N_, Bc, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, b0 * H, H)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs the whole row of da_n first.
-            gemm(N_, N_, B, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0, H)
-            for b in range(B):
+            gemm(N_, N_, Bc, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0,
+                 H)
+            for bb in range(Bc):
+                b = b0 + bb
                 if t >= lengths[b]:
                     continue
                 if not reverse:
                     h_prev = y[t - 1, b] if t > 0 else h0[b]
                 else:
                     h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
-                dgb = dgi[row0 + b]
+                dgb = dgi[row0 + bb]
+                dhb = dh[b]
                 for j in range(H):
                     r = np.float64(g_r[t, b, j])
-                    dgb[j] = d_rh[b, j] * h_prev[j] * r * (1.0 - r)
-                    dh[b, j] += d_rh[b, j] * r
-            gemm(N_, N_, B, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
+                    dgb[j] = d_rh[bb, j] * h_prev[j] * r * (1.0 - r)
+                    dhb[j] += d_rh[bb, j] * r
+            gemm(N_, N_, Bc, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, b0 * H, H)
 
-    # Reductions over all T·B rows, one GEMM each.
+
+@njit(nogil=True, **_JIT)
+def _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, lengths, reverse, reset_after, one,
+                            dx, dw_ih, dw_hh, db_ih, db_hh):
+    """After the reverse loop: dx (T,B,I), dw_ih (3H,I), dw_hh (3H,H), db_ih, db_hh (3H,), each a
+    reduction over all T·B rows (one GEMM each), overwritten."""
+    T, B, I = x.shape
+    H = y.shape[2]
+    G = 3 * H
+    TB = T * B
     gemm(N_, N_, TB, I, G, one, dgi, 0, G, w_ih, 0, I, 0, dx, 0, I)
     gemm(T_, N_, G, I, TB, one, dgi, 0, G, x, 0, I, 0, dw_ih, 0, I)
     # dW_hh = Σ_t dgh_t^T h_prev_t. For t past each sequence's first step h_prev_t is the
@@ -269,7 +292,7 @@ def _backward_kernel(x, y, h0, g_r, g_z, g_n, g_hn, w_ih, w_hh, lengths, reverse
     # one GEMM over shifted views covers them; the first steps (t = 0, or t = length-1 reverse)
     # take h0 in a second, small GEMM over their gathered rows.
     rows_rz = 3 * H if reset_after else 2 * H  # rows of dW_hh that multiply h_prev itself
-    first = np.empty((B, G), dtype)
+    first = np.empty((B, G), dgi.dtype)
     for b in range(B):
         t0 = lengths[b] - 1 if reverse else 0
         first[b] = dgh[t0 * B + b]
@@ -294,17 +317,31 @@ def _backward_kernel(x, y, h0, g_r, g_z, g_n, g_hn, w_ih, w_hh, lengths, reverse
 
 def backward(cache, dy, dh_n):
     """BPTT for `forward(..., train=True)`: returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
-    x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
+    x, y, w_ih, w_hh = cache.x, cache.y, cache.w_ih, cache.w_hh
+    T, B, H = y.shape
     dtype = x.dtype
-    dx = np.empty(x.shape, dtype)
+    one = dtype.type(1)
+    dy = np.ascontiguousarray(dy, dtype=dtype)
     dh = np.array(dh_n, dtype=dtype, copy=True, order="C")
+    h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
+    # dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the hidden side
+    # (differs in the n columns, × r, when reset_after; equal to dgi otherwise, so not stored).
+    dgi = np.empty((T * B, 3 * H), dtype)
+    dgh = np.empty((T * B, 3 * H), dtype) if cache.reset_after else dgi
+    hid_n = np.zeros((T * B if not cache.reset_after else 1, H), dtype)
+    g = cache.gates
+
+    def rows(b0, b1):
+        _backward_recurrence_kernel(y, h0, g[0], g[1], g[2], g[3], w_hh, cache.lengths,
+                                    cache.reverse, cache.reset_after, one, dy, dh, dgi, dgh, hid_n,
+                                    b0, b1)
+
+    _threads.run(rows, _threads.chunks(B, _threads.split_count(B, T * 3 * H * H)))
+    dx = np.empty(x.shape, dtype)
     dw_ih = np.empty(w_ih.shape, dtype)
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
-    g = cache.gates
-    _backward_kernel(x, cache.y, h0, g[0], g[1], g[2], g[3], w_ih, w_hh, cache.lengths, cache.reverse,
-                     cache.reset_after, dtype.type(1), np.ascontiguousarray(dy, dtype=dtype), dh,
-                     dx, dw_ih, dw_hh, db_ih, db_hh)
+    _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, cache.lengths, cache.reverse,
+                            cache.reset_after, one, dx, dw_ih, dw_hh, db_ih, db_hh)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
