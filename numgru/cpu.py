@@ -20,7 +20,6 @@ import numpy as np
 from numba import njit
 
 from ._blas import N_, T_, gemm
-from . import _threads
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 
@@ -63,7 +62,7 @@ def _forward_row(gi, gh, b_ih, b_hh, h, y, g_r, g_z, g_n, g_hn, H, one, reset_af
             y[j] = h_new
 
 
-@njit(nogil=True, **_JIT)
+@njit(**_JIT)
 def _project_kernel(x, w_ih, one, gi):
     """gi (T·B, 3H) = x W_ih^T: the input projection of every step, one GEMM."""
     T, B, I = x.shape
@@ -71,42 +70,57 @@ def _project_kernel(x, w_ih, one, gi):
     gemm(N_, T_, T * B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
 
 
-@njit(nogil=True, **_JIT)
-def _recurrence_kernel(gi, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one, b0, b1,
+@njit(**_JIT)
+def _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_after, train, one,
                        y, h, g_r, g_z, g_n, g_hn):
-    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps of rows b0..b1-1 (a chunk of the batch:
-    rows never interact, so chunks run in parallel with no synchronisation).
+    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps.
 
     gi (T·B, 3H) from _project_kernel; y (T,B,H) written; h (B,H) holds h0 on entry and h_n on
-    exit; g_r, g_z, g_n, g_hn (T,B,H) written when train (else (1,B,H) scratch).
+    exit; g_r, g_z, g_n, g_hn (T,B,H) written when train (else (1,B,H) scratch). The per-step GEMM
+    h W_hh^T reads W_hh (3H,H) transposed, or, when w_hh_t (H,3H) is not empty, W_hh^T as stored:
+    OpenBLAS is faster that way for small batches (B·H <= 2048: 30-50% per step) and slower for
+    large ones.
     """
     T, B, H = y.shape
     G = 3 * H
-    Bc = b1 - b0
-    gh = np.empty((Bc, G), y.dtype)  # this step's recurrent pre-activations (bias excluded)
-    rh = np.empty((Bc, H), y.dtype)  # r ⊙ h (reset_after=False)
+    stored_t = w_hh_t.size > 0
+    gh = np.empty((B, G), y.dtype)  # this step's recurrent pre-activations (bias excluded)
+    rh = np.empty((B, H), y.dtype)  # r ⊙ h (reset_after=False)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        if reset_after:
-            gemm(N_, T_, Bc, G, H, one, h, b0 * H, H, w_hh, 0, H, 0, gh, 0, G)
+        # reset_after: all of W_hh h at once; else r first (W_h{r,z} h), then W_hn (r ⊙ h).
+        cols = G if reset_after else 2 * H
+        if stored_t:
+            gemm(N_, N_, B, cols, H, one, h, 0, H, w_hh_t, 0, G, 0, gh, 0, G)
         else:
-            # r first (W_h{r,z} h), then W_hn (r ⊙ h) into the n columns of gh.
-            gemm(N_, T_, Bc, 2 * H, H, one, h, b0 * H, H, w_hh, 0, H, 0, gh, 0, G)
-            for bb in range(Bc):
-                gib = gi[t * B + b0 + bb]
-                hb = h[b0 + bb]
+            gemm(N_, T_, B, cols, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+        if not reset_after:
+            for b in range(B):
+                gib = gi[t * B + b]
+                hb = h[b]
                 for j in range(H):
-                    r = sigmoid((gib[j] + b_ih[j]) + (gh[bb, j] + b_hh[j]))
-                    rh[bb, j] = r * hb[j]
-            gemm(N_, T_, Bc, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+                    r = sigmoid((gib[j] + b_ih[j]) + (gh[b, j] + b_hh[j]))
+                    rh[b, j] = r * hb[j]
+            if stored_t:
+                gemm(N_, N_, B, H, H, one, rh, 0, H, w_hh_t, 2 * H, G, 0, gh, 2 * H, G)
+            else:
+                gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
         tg = t if train else 0
-        for bb in range(Bc):
-            b = b0 + bb
+        for b in range(B):
             if t >= lengths[b]:
                 y[t, b, :] = 0
                 continue
-            _forward_row(gi[t * B + b], gh[bb], b_ih, b_hh, h[b], y[t, b], g_r[tg, b], g_z[tg, b],
+            _forward_row(gi[t * B + b], gh[b], b_ih, b_hh, h[b], y[t, b], g_r[tg, b], g_z[tg, b],
                          g_n[tg, b], g_hn[tg, b], H, one, reset_after, train)
+
+
+def _transposed_for_small_batch(w_hh, B):
+    """W_hh^T (H, 3H) as a contiguous copy when the batch is small enough for the per-step GEMM to
+    run faster on it (see _recurrence_kernel), else an empty array."""
+    H = w_hh.shape[1]
+    if B * H <= 2048:
+        return np.ascontiguousarray(w_hh.T)
+    return np.empty((0, 0), w_hh.dtype)
 
 
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
@@ -122,12 +136,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     gates = np.zeros((4, T, B, H) if train else (4, 1, B, H), dtype)
     gi = np.empty((T * B, 3 * H), dtype)
     _project_kernel(x, w_ih, one, gi)
-
-    def rows(b0, b1):
-        _recurrence_kernel(gi, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, one, b0, b1,
-                           y, h, gates[0], gates[1], gates[2], gates[3])
-
-    _threads.run(rows, _threads.chunks(B, _threads.split_count(B, T * 3 * H * H)))
+    w_hh_t = _transposed_for_small_batch(w_hh, B)
+    _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_after, train, one,
+                       y, h, gates[0], gates[1], gates[2], gates[3])
     cache = None
     if train:
         cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
@@ -224,24 +235,22 @@ def _backward_row(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi, dgh, hid_n, H, reset
         dh[j] = (np.float64(dh[j]) + dy[j]) * g_z[j]
 
 
-@njit(nogil=True, **_JIT)
+@njit(**_JIT)
 def _backward_recurrence_kernel(y, h0, g_r, g_z, g_n, g_hn, w_hh, lengths, reverse, reset_after,
-                                one, dy, dh, dgi, dgh, hid_n, b0, b1):
-    """The reverse loop over the steps for rows b0..b1-1 (chunks run in parallel, as forward).
+                                one, dy, dh, dgi, dgh, hid_n):
+    """The reverse loop over the steps.
 
     dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. Writes the rows of dgi (T·B, 3H), dgh
     (T·B, 3H; dgi itself when not reset_after) and hid_n (T·B, H; r ⊙ h_prev, reset_after=False).
     """
     T, B, H = y.shape
     G = 3 * H
-    Bc = b1 - b0
-    d_rh = np.empty((Bc, H), y.dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
+    d_rh = np.empty((B, H), y.dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        row0 = t * B + b0  # first row of this chunk at step t in dgi / dgh
-        for bb in range(Bc):
-            b = b0 + bb
-            g = row0 + bb
+        row0 = t * B  # first row of step t in dgi / dgh
+        for b in range(B):
+            g = row0 + b
             if t >= lengths[b]:
                 dgi[g, :] = 0  # an invalid step passes dh through untouched
                 if reset_after:
@@ -254,29 +263,27 @@ def _backward_recurrence_kernel(y, h0, g_r, g_z, g_n, g_hn, w_hh, lengths, rever
             _backward_row(g_r[t, b], g_z[t, b], g_n[t, b], g_hn[t, b], h_prev, dy[t, b], dh[b],
                           dgi[g], dgh[g], hid_n[g if not reset_after else 0], H, reset_after)
         if reset_after:
-            gemm(N_, N_, Bc, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, b0 * H, H)
+            gemm(N_, N_, B, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs the whole row of da_n first.
-            gemm(N_, N_, Bc, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0,
-                 H)
-            for bb in range(Bc):
-                b = b0 + bb
+            gemm(N_, N_, B, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0, H)
+            for b in range(B):
                 if t >= lengths[b]:
                     continue
                 if not reverse:
                     h_prev = y[t - 1, b] if t > 0 else h0[b]
                 else:
                     h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
-                dgb = dgi[row0 + bb]
+                dgb = dgi[row0 + b]
                 dhb = dh[b]
                 for j in range(H):
                     r = np.float64(g_r[t, b, j])
-                    dgb[j] = d_rh[bb, j] * h_prev[j] * r * (1.0 - r)
-                    dhb[j] += d_rh[bb, j] * r
-            gemm(N_, N_, Bc, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, b0 * H, H)
+                    dgb[j] = d_rh[b, j] * h_prev[j] * r * (1.0 - r)
+                    dhb[j] += d_rh[b, j] * r
+            gemm(N_, N_, B, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
 
 
-@njit(nogil=True, **_JIT)
+@njit(**_JIT)
 def _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, lengths, reverse, reset_after, one,
                             dx, dw_ih, dw_hh, db_ih, db_hh):
     """After the reverse loop: dx (T,B,I), dw_ih (3H,I), dw_hh (3H,H), db_ih, db_hh (3H,), each a
@@ -330,13 +337,8 @@ def backward(cache, dy, dh_n):
     dgh = np.empty((T * B, 3 * H), dtype) if cache.reset_after else dgi
     hid_n = np.zeros((T * B if not cache.reset_after else 1, H), dtype)
     g = cache.gates
-
-    def rows(b0, b1):
-        _backward_recurrence_kernel(y, h0, g[0], g[1], g[2], g[3], w_hh, cache.lengths,
-                                    cache.reverse, cache.reset_after, one, dy, dh, dgi, dgh, hid_n,
-                                    b0, b1)
-
-    _threads.run(rows, _threads.chunks(B, _threads.split_count(B, T * 3 * H * H)))
+    _backward_recurrence_kernel(y, h0, g[0], g[1], g[2], g[3], w_hh, cache.lengths, cache.reverse,
+                                cache.reset_after, one, dy, dh, dgi, dgh, hid_n)
     dx = np.empty(x.shape, dtype)
     dw_ih = np.empty(w_ih.shape, dtype)
     dw_hh = np.empty(w_hh.shape, dtype)
