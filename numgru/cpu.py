@@ -10,8 +10,12 @@ inside a `prange` region was seen to run 40 times slower).
 
 Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
 hn = W_hn h + b_hn (W_hn (r ⊙ h) + b_hn, unused, for reset_after=False: one layout keeps the loops
-free of branches), (T, B, 4H), plus a reference to the input x: T·B·(4H + I) values. The state entering each step is not stored: for a valid step
-it is the previous valid step's output (y[t-1] forward, y[t+1] reverse) or h0.
+free of branches), four (T, B, H) blocks, plus a reference to the input x: T·B·(4H + I) values.
+The state entering each step is not stored: for a valid step it is the previous valid step's
+output (y[t-1] forward, y[t+1] reverse) or h0.
+
+Numba caches these kernels per source file: after editing _mathfn.py or _blas.py alone, delete
+numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone never has stale ones).
 
 Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
 """
