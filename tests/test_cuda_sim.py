@@ -12,36 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from helpers import require_numba_cuda, run_under_cuda_simulator
+
 CASES = Path(__file__).with_name("cuda_sim_cases.py")
 
 
-def _require_numba_cuda():
-    # `make test` installs numba-cuda and sets NUMGRU_REQUIRE_ORACLES=1: there a missing package
-    # fails instead of skipping.
-    if importlib.util.find_spec("numba_cuda") is None:
-        if os.environ.get("NUMGRU_REQUIRE_ORACLES") == "1":
-            pytest.fail("numba-cuda is not installed (pip install -e '.[test]')")
-        pytest.skip("numba-cuda is not installed: the CUDA kernels cannot be simulated")
-
-
 def test_cuda_kernels_under_simulator():
-    _require_numba_cuda()
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env.pop("NUMGRU_DEVICE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(CASES)],
-        cwd=CASES.parent.parent, env=env, capture_output=True, text=True, timeout=900)
-    report = proc.stdout[-20000:] + proc.stderr[-5000:]
-    assert proc.returncode == 0, f"simulated CUDA checks failed:\n{report}"
-    last = proc.stdout.strip().splitlines()[-1]
-    # Every case must have run: a skipped or deselected case would count as nothing checked.
-    assert " passed" in last and "skipped" not in last and "deselected" not in last, report
+    run_under_cuda_simulator(CASES, "CUDA checks")
 
 
 def test_gpu_benchmark_harness_dry_run(tmp_path):
     # benchmarks/bench_cuda.py --dry-run: the harness's own logic (result checks against torch,
     # device-resident timing, report) under the simulator on a tiny size, torch on the CPU.
-    _require_numba_cuda()
+    require_numba_cuda()
     if importlib.util.find_spec("torch") is None:
         if os.environ.get("NUMGRU_REQUIRE_ORACLES") == "1":
             pytest.fail("torch is not installed")
