@@ -14,7 +14,7 @@ from typing import Any
 class GRUCache:
     x: Any  # (T, B, I) the layer's input, time-major (a reference, not a copy)
     h_prev: Any  # (T, B, H) state entering step t (indexed by t, whatever the direction), or None
-    gates: Any  # (T, B, 3H) r, z, n after their nonlinearities (cpu: (T, B, 4H), hn appended)
+    gates: Any  # (T, B, 3H) r, z, n after their nonlinearities (cpu: (4, T, B, H): r, z, n, hn)
     hn: Any  # (T, B, H) W_hn h + b_hn for reset_after=True; None otherwise (or inside gates)
     w_ih: Any  # (3H, I)
     w_hh: Any  # (3H, H)
