@@ -2,7 +2,8 @@
 
 Times the whole forward, the input projection alone, the per-step recurrent GEMMs alone (the same
 BLAS calls in a loop), and the recurrence kernel with its buffers reused; the gate math is the
-recurrence minus its GEMMs. Medians of repeated calls; run on a quiet machine.
+recurrence minus its GEMMs. Where torch is installed, also its `mm` on the same per-step product
+(torch links its own BLAS). Medians of repeated calls; run on a quiet machine.
 
     python benchmarks/profile_cpu.py
 """
@@ -42,6 +43,12 @@ def median_ms(fn, n=9):
 
 
 def main():
+    try:
+        import torch  # optional: the baseline's per-step GEMM, for comparison only
+
+        torch.set_num_threads(2)
+    except ImportError:
+        torch = None
     for name, (B, T, I, H) in SIZES.items():
         rng = np.random.default_rng(0)
         f = np.float32
@@ -68,6 +75,16 @@ def main():
               f"{steps:.2f} ({gflops:.0f} GFLOP/s) + gate math {rec - steps:.2f} "
               f"({(rec - steps) * 1e6 / (B * H * T):.1f} ns per unit and step) + the rest "
               f"{total - proj - rec:.2f}")
+        if torch is not None:  # the baseline's BLAS on the same per-step product, same process
+            ht, wt, out = torch.from_numpy(h0), torch.from_numpy(w_hh), torch.empty(B, 3 * H)
+
+            def torch_steps():
+                for _ in range(T):
+                    torch.mm(ht, wt.t(), out=out)
+
+            t_mm = median_ms(torch_steps)
+            print(f"   torch.mm on the same per-step product: {t_mm:.2f} ms "
+                  f"({2 * B * H * 3 * H * T / t_mm / 1e6:.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":
