@@ -152,14 +152,14 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
 
 @njit(**_JIT)
 def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
-    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written.
+    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written, through the
+    same projection and recurrence kernels as a sequence of length 1 (one compiled call from
+    Python: the streaming path pays one dispatch per step).
 
     Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
-    The streaming path (GRUCell) calls this once per step, so it allocates only gi and gh.
     """
     B, I = x.shape
     H = h.shape[1]
-    G = 3 * H
     for b in range(B):
         for i in range(I):
             if not np.isfinite(x[b, i]):
@@ -167,22 +167,13 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
         for j in range(H):
             if not np.isfinite(h[b, j]):
                 return False
-    gi = np.empty((B, G), x.dtype)
-    gh = np.empty((B, G), x.dtype)
-    gemm(N_, T_, B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    gi = np.empty((B, 3 * H), x.dtype)
+    _project_kernel(x.reshape(1, B, I), w_ih, one, gi)
     h1[:] = h
-    if reset_after:
-        gemm(N_, T_, B, G, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
-    else:
-        gemm(N_, T_, B, 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
-        rh = np.empty((B, H), x.dtype)
-        for b in range(B):
-            for j in range(H):
-                rh[b, j] = sigmoid((gi[b, j] + b_ih[j]) + (gh[b, j] + b_hh[j])) * h[b, j]
-        gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
-    for b in range(B):
-        _forward_row(gi[b], gh[b], b_ih, b_hh, h1[b], h1[b], gh[b], gh[b], gh[b], gh[b], H, one,
-                     reset_after, False)
+    y = np.empty((1, B, H), x.dtype)  # the step's output; h1 is the state (distinct arrays)
+    # Inference never touches the gate arrays: y stands in for all four.
+    _recurrence_kernel(gi, w_hh, np.empty((0, 0), x.dtype), b_ih, b_hh, np.ones(B, np.int64),
+                       False, reset_after, False, one, y, h1, y, y, y, y)
     return True
 
 
