@@ -55,3 +55,32 @@ def run_under_cuda_simulator(cases, what, timeout=900):
     assert proc.returncode == 0, f"simulated {what} failed:\n{report}"
     last = proc.stdout.strip().splitlines()[-1]
     assert " passed" in last and "skipped" not in last and "deselected" not in last, report
+
+
+def assert_close(name, got, want, tol):
+    """max|got - want| <= tol · max(1, max|want|): one tolerance relative to the tensor's own scale
+    (the comparisons' shared rule; each test file says why its tol is what it is). NaN fails."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape}"
+    if not want.size:
+        return
+    err = float(np.max(np.abs(got - want)))
+    scale = max(1.0, float(np.max(np.abs(want))))
+    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:g} × {scale:.3g}"
+
+
+def central_differences(f, value, eps=1e-6):
+    """dF/d(value) by central differences, entry by entry: f() is evaluated with each entry of
+    `value` (an array that f reads) moved by ±eps in place, then restored."""
+    flat = value.reshape(-1)
+    numeric = np.empty(flat.size)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        numeric[i] = (plus - minus) / (2 * eps)
+    return numeric.reshape(value.shape)

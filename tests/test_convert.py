@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import numgru as ng
+
+from helpers import assert_close
 from numgru import convert
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -157,8 +159,7 @@ def _keras_gru(x, kernel, recurrent_kernel, bias, reset_after, h0, go_backwards=
 
 
 def _close(name, got, want, tol=TOL64):
-    err = float(np.max(np.abs(got - want)))
-    assert err <= tol * max(1.0, float(np.max(np.abs(want)))), f"{name}: max error {err:.3g}"
+    assert_close(name, got, want, tol)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -17,18 +17,11 @@ import pytest
 
 from numgru import cpu, reference
 
-from helpers import random_layer_args
+from helpers import random_layer_args, assert_close
 
 TOL = {np.float64: {"y": 1e-12, "h_n": 1e-12, "grad": 1e-12},
        np.float32: {"y": 2e-6, "h_n": 2e-6, "grad": 4e-6}}
 NAMES = ["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
-
-
-def _assert_close(name, got, want, tol):
-    assert got.shape == want.shape, name
-    err = np.max(np.abs(got.astype(np.float64) - want)) if got.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:g} × {scale:.3g}"
 
 
 CASES = [  # T, B, I, H, lengths
@@ -61,11 +54,11 @@ def test_cpu_matches_reference(dtype, reset_after, reverse, case):
     grads = cpu.backward(cache, dy.astype(dtype), dh_n.astype(dtype))
 
     tol = TOL[dtype]
-    _assert_close("y", y, y_ref, tol["y"])
-    _assert_close("h_n", h_n, h_ref, tol["h_n"])
+    assert_close("y", y, y_ref, tol["y"])
+    assert_close("h_n", h_n, h_ref, tol["h_n"])
     for name, got, want in zip(NAMES, grads, grads_ref):
         assert got.dtype == dtype, name
-        _assert_close(name, got, want, tol["grad"])
+        assert_close(name, got, want, tol["grad"])
     # Inference (train=False) computes the same outputs as training.
     y_inf, h_inf, none = cpu.forward(*args, reverse, reset_after, train=False)
     assert none is None

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import numgru as ng
+
+from helpers import assert_close
 from numgru import backend, reference
 
 pytestmark = pytest.mark.gpu
@@ -35,9 +37,7 @@ NAMES = ["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
 
 def _close(name, got, want, tol):
     got = got.copy_to_host() if hasattr(got, "copy_to_host") else got
-    err = float(np.max(np.abs(got.astype(np.float64) - want)))
-    scale = max(1.0, float(np.max(np.abs(want))))
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:g} × {scale:.3g}"
+    assert_close(name, got, want, tol)
 
 
 @pytest.mark.parametrize("persist", [True, False], ids=["persistent", "per-step"])

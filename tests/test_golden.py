@@ -21,6 +21,8 @@ import pytest
 
 import numgru as ng
 
+from helpers import assert_close
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # Listed, not globbed: a missing file must fail, not shrink the test set.
 TORCH_FILES = ["torch_gru_l1_f64", "torch_gru_l2_bi_packed_f64", "torch_gru_l2_packed_timemajor_f32",
@@ -52,13 +54,6 @@ def _params(g):
     return {k[len("param."):]: v for k, v in g.items() if k.startswith("param.")}
 
 
-def _close(name, got, want, tol):
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, golden {want.shape}"
-    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-    scale = max(1.0, float(np.max(np.abs(want))))
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:.1g} * {scale:.3g}"
-
-
 def _gru_from(g, device, dtype=None):
     gru = ng.GRU(_arg(g, "input_size"), _arg(g, "hidden_size"), num_layers=_arg(g, "num_layers"),
                  bias=_arg(g, "bias"), batch_first=_arg(g, "batch_first"),
@@ -86,24 +81,24 @@ def test_gru_against_torch_golden(name, device):
     h0, lengths = g.get("h0"), g.get("lengths")
 
     y_inf, h_inf = gru(g["x"], h0, lengths)  # the inference path, which keeps no cache
-    _close("y (inference)", y_inf, g["y"], tol_out)
-    _close("h_n (inference)", h_inf, g["h_n"], tol_out)
+    assert_close("y (inference)", y_inf, g["y"], tol_out)
+    assert_close("h_n (inference)", h_inf, g["h_n"], tol_out)
 
     y, h_n = gru.forward(g["x"], h0, lengths, train=True)
-    _close("y", y, g["y"], tol_out)
-    _close("h_n", h_n, g["h_n"], tol_out)
+    assert_close("y", y, g["y"], tol_out)
+    assert_close("h_n", h_n, g["h_n"], tol_out)
     # torch's padded outputs are exact zeros; so must numgru's be, not merely small.
     assert np.array_equal(y[g["y"] == 0], np.zeros(int((g["y"] == 0).sum()), y.dtype))
 
     gru.zero_grad()
     dx, dh0 = gru.backward(g["dy"], g["dh_n"])  # dy is random at padded steps too: ignored
-    _close("grad x", dx, g["grad.x"], tol_grad)
+    assert_close("grad x", dx, g["grad.x"], tol_grad)
     if "grad.h0" in g:
-        _close("grad h0", dh0, g["grad.h0"], tol_grad)
+        assert_close("grad h0", dh0, g["grad.h0"], tol_grad)
     params = _params(g)
     assert set(gru.grads) == set(params)
     for pname in params:
-        _close(f"grad {pname}", gru.grads[pname], g[f"grad.{pname}"], tol_grad)
+        assert_close(f"grad {pname}", gru.grads[pname], g[f"grad.{pname}"], tol_grad)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -115,15 +110,15 @@ def test_grucell_against_torch_golden(name, device):
     cell = ng.GRUCell(_arg(g, "input_size"), _arg(g, "hidden_size"), bias=_arg(g, "bias"),
                       reset_after=_arg(g, "reset_after"), dtype=dtype, device=device, seed=0)
     cell.load_state_dict(_params(g))
-    _close("h1 (inference)", cell(g["x"], g["h0"]), g["h_n"], tol_out)
+    assert_close("h1 (inference)", cell(g["x"], g["h0"]), g["h_n"], tol_out)
     h1 = cell.forward(g["x"], g["h0"], train=True)
-    _close("h1", h1, g["h_n"], tol_out)
+    assert_close("h1", h1, g["h_n"], tol_out)
     cell.zero_grad()
     dx, dh = cell.backward(g["dh_n"])
-    _close("grad x", dx, g["grad.x"], tol_grad)
-    _close("grad h", dh, g["grad.h0"], tol_grad)
+    assert_close("grad x", dx, g["grad.x"], tol_grad)
+    assert_close("grad h", dh, g["grad.h0"], tol_grad)
     for pname in _params(g):
-        _close(f"grad {pname}", cell.grads[pname], g[f"grad.{pname}"], tol_grad)
+        assert_close(f"grad {pname}", cell.grads[pname], g[f"grad.{pname}"], tol_grad)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -138,6 +133,6 @@ def test_gru_against_onnxruntime_golden(name, device, dtype):
     y, h_n = gru(g["x"], g["h0"], g["lengths"])
     # The file holds the directions ORT ran (a reverse-only file: the `_reverse` half of the layer).
     y = np.concatenate([y[:, :, d * H:(d + 1) * H] for d in directions], axis=2)
-    _close("y", y, g["y"], tol)
-    _close("h_n", h_n[directions], g["h_n"], tol)
+    assert_close("y", y, g["y"], tol)
+    assert_close("h_n", h_n[directions], g["h_n"], tol)
     assert np.array_equal(y[g["y"] == 0], np.zeros(int((g["y"] == 0).sum()), y.dtype))

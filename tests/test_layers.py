@@ -312,3 +312,17 @@ def test_gru_cell_bad_input():
         cell(np.zeros(3), np.full(4, np.nan))
     with pytest.raises(TypeError, match=r"x: expected a numeric array, got dtype <U1"):
         cell(np.full((2, 3), "a"))
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_cell_step_matches_reference(reset_after, bias):
+    """The host streaming step (one compiled call) against the NumPy reference, both variants."""
+    rng = np.random.default_rng(8)
+    cells = [ng.GRUCell(6, 9, bias=bias, reset_after=reset_after, dtype="float64", device=d,
+                        seed=3) for d in ("cpu", "numpy")]
+    x = rng.standard_normal((4, 6))
+    h = rng.standard_normal((4, 9))
+    got, want = (c(x, h) for c in cells)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(cells[0](x[0], h[0]), want[0], rtol=1e-12, atol=1e-13)

@@ -20,7 +20,7 @@ import pytest
 import numgru as ng
 from numgru import convert
 
-from helpers import require
+from helpers import require, assert_close
 
 ort = require("onnxruntime")
 onnx = require("onnx")
@@ -48,10 +48,7 @@ def _run_ort(model, x_tbi, lengths, h0):
 
 
 def _close(name, got, want, tol=TOL):
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, ORT {want.shape}"
-    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-    scale = max(1.0, float(np.max(np.abs(want))))
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:.1g} * {scale:.3g}"
+    assert_close(name, got, want, tol)
 
 
 def _float32_weights(gru):

@@ -12,7 +12,7 @@ import pytest
 import numgru as ng
 from numgru import reference
 
-from helpers import random_layer_args
+from helpers import central_differences, random_layer_args
 
 EPS = 1e-6
 TOL = 1e-7
@@ -24,17 +24,8 @@ def _loss(y, h_n, wy, wh):
 
 def _fd_check(f, value, analytic):
     """Compare analytic with central differences of f() over every entry of `value` (in place)."""
-    flat = value.reshape(-1)
-    numeric = np.empty_like(flat)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        plus = f()
-        flat[i] = old - EPS
-        minus = f()
-        flat[i] = old
-        numeric[i] = (plus - minus) / (2 * EPS)
-    np.testing.assert_allclose(analytic.reshape(-1), numeric, rtol=TOL, atol=TOL)
+    numeric = central_differences(f, value, EPS)
+    np.testing.assert_allclose(analytic, numeric, rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

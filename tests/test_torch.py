@@ -12,7 +12,7 @@ import pytest
 
 import numgru as ng
 
-from helpers import require
+from helpers import require, assert_close
 
 torch = require("torch")
 
@@ -21,10 +21,7 @@ TOL = {"float64": 1e-12, "float32": 1e-5}
 
 def _close(name, got, want, dtype):
     want = want.detach().numpy() if hasattr(want, "detach") else want
-    assert got.shape == want.shape, f"{name}: {got.shape} vs {want.shape}"
-    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-    scale = max(1.0, float(np.max(np.abs(want))))
-    assert err <= TOL[dtype] * scale, f"{name}: max error {err:.3g} (scale {scale:.3g})"
+    assert_close(name, got, want, TOL[dtype])
 
 
 def _torch_dtype(dtype):
