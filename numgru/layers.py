@@ -263,6 +263,12 @@ class GRU(_Parameters):
         if train:
             self._tape.value = (caches, masks, x.shape, B, T)
         y = ops.swap01(layer_in) if self.batch_first else layer_in
+        if train and y is outs[-1]:
+            # The backend's output itself (time-major, one direction): its cache reads it again
+            # in backward, so the caller gets a copy it may change freely.
+            y_copy = ops.empty(y.shape, self.dtype)
+            ops.assign(y_copy, y)
+            y = y_copy
         if return_device:
             return y, h_n
         return ops.to_host(y), ops.to_host(h_n)

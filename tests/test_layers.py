@@ -326,3 +326,21 @@ def test_gru_cell_step_matches_reference(reset_after, bias):
     got, want = (c(x, h) for c in cells)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(cells[0](x[0], h[0]), want[0], rtol=1e-12, atol=1e-13)
+
+
+def test_changing_returned_outputs_does_not_change_gradients():
+    """The CPU cache reads the layer's outputs again in backward: what forward returns is the
+    caller's to change (time-major, one direction, where no transpose copies it anyway)."""
+    rng = np.random.default_rng(9)
+    gru = ng.GRU(3, 5, batch_first=False, dtype="float64", device="cpu", seed=1)
+    x = rng.standard_normal((6, 2, 3))
+    dy = rng.standard_normal((6, 2, 5))
+    gru.forward(x, train=True)
+    want_dx, _ = gru.backward(dy)
+    want = gru.flat_grads.copy()
+    gru.zero_grad()
+    y, _ = gru.forward(x, train=True)
+    y[...] = 7.0
+    dx, _ = gru.backward(dy)
+    np.testing.assert_array_equal(dx, want_dx)
+    np.testing.assert_array_equal(gru.flat_grads, want)
