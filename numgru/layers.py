@@ -187,6 +187,11 @@ class GRU(_Parameters):
         self._zero_bias = self._ops.zeros(3 * H, self.dtype)
         self._tape = threading.local()  # what backward needs, per calling thread
 
+    def _copy(self, a):
+        out = self._ops.empty(a.shape, self.dtype)
+        self._ops.assign(out, a)
+        return out
+
     def _suffixes(self):
         return ("", "_reverse") if self.bidirectional else ("",)
 
@@ -234,8 +239,13 @@ class GRU(_Parameters):
         return_device=True, which returns device arrays and copies nothing to the host.
         """
         _check_return_device(self._ops, return_device)
+        x_in = x
         x, h0, lengths = self._check_inputs(x, h0, lengths)
         be, ops, H, D = self._backend, self._ops, self.hidden_size, self.num_directions
+        if train and x is x_in:
+            # The caller's own array (time-major, already contiguous in the layer's dtype): the
+            # cache reads it again in backward, so keep a copy the caller cannot change.
+            x = self._copy(x)
         T, B, _ = x.shape
         layer_in = x
         h_n = ops.empty((self.num_layers * D, B, H), self.dtype)
@@ -266,9 +276,7 @@ class GRU(_Parameters):
         if train and y is outs[-1]:
             # The backend's output itself (time-major, one direction): its cache reads it again
             # in backward, so the caller gets a copy it may change freely.
-            y_copy = ops.empty(y.shape, self.dtype)
-            ops.assign(y_copy, y)
-            y = y_copy
+            y = self._copy(y)
         if return_device:
             return y, h_n
         return ops.to_host(y), ops.to_host(h_n)

@@ -328,9 +328,9 @@ def test_gru_cell_step_matches_reference(reset_after, bias):
     np.testing.assert_allclose(cells[0](x[0], h[0]), want[0], rtol=1e-12, atol=1e-13)
 
 
-def test_changing_returned_outputs_does_not_change_gradients():
-    """The CPU cache reads the layer's outputs again in backward: what forward returns is the
-    caller's to change (time-major, one direction, where no transpose copies it anyway)."""
+def test_changing_inputs_or_outputs_after_forward_does_not_change_gradients():
+    """The CPU cache reads the layer's input and outputs again in backward: both stay the caller's
+    to change (time-major, one direction, where no transpose copies them anyway)."""
     rng = np.random.default_rng(9)
     gru = ng.GRU(3, 5, batch_first=False, dtype="float64", device="cpu", seed=1)
     x = rng.standard_normal((6, 2, 3))
@@ -341,6 +341,7 @@ def test_changing_returned_outputs_does_not_change_gradients():
     gru.zero_grad()
     y, _ = gru.forward(x, train=True)
     y[...] = 7.0
+    x[...] = -3.0
     dx, _ = gru.backward(dy)
     np.testing.assert_array_equal(dx, want_dx)
     np.testing.assert_array_equal(gru.flat_grads, want)
