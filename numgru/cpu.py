@@ -26,6 +26,8 @@ from numba import njit
 from ._blas import N_, T_, gemm
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
+from ._sync import barrier, max_threads, run_parts
+from ._tile import pack_gates, panel_product, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -118,6 +120,177 @@ def _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_aft
                          g_n[tg, b], g_hn[tg, b], H, one, reset_after, train)
 
 
+@njit(inline="always", **_JIT)
+def _forward_units(gir, giz, gin, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, h, h_next, y,
+                   g_r, g_z, g_n, g_hn, n, one, reset_after, train):
+    """The gate math of `_forward_row` on n hidden units of one row, each gate's inputs a 0-based
+    view of its own (indexing one view at run-time offsets left the loop scalar); h is read and
+    h_next, y (and the gates when train) written."""
+    if train:
+        for j in range(n):
+            r = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j]))
+            z = sigmoid((giz[j] + biz[j]) + (ghz[j] + bhz[j]))
+            hn = ghn[j] + bhn[j]
+            nv = tanh((gin[j] + bin_[j]) + (r if reset_after else one) * hn)
+            h_new = (one - z) * nv + z * h[j]
+            g_r[j] = r
+            g_z[j] = z
+            g_n[j] = nv
+            g_hn[j] = hn
+            h_next[j] = h_new
+            y[j] = h_new
+    else:
+        for j in range(n):
+            r = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j]))
+            z = sigmoid((giz[j] + biz[j]) + (ghz[j] + bhz[j]))
+            hn = ghn[j] + bhn[j]
+            nv = tanh((gin[j] + bin_[j]) + (r if reset_after else one) * hn)
+            h_new = (one - z) * nv + z * h[j]
+            h_next[j] = h_new
+            y[j] = h_new
+
+
+@njit(inline="always", **_JIT)
+def _pack_gate_panels(w, u0, u1, wp):
+    """wp[u, k, g·VL + i] = w[g·H + u·VL + i, k] (0 past H) for the panels u0..u1 of wp (NB, K,
+    3·VL): `_tile.pack_gates` in compiled code, run by each part over its own panels."""
+    K = wp.shape[1]
+    VL = wp.shape[2] // 3
+    H = w.shape[0] // 3
+    for u in range(u0, u1):
+        pu = wp[u]
+        for g in range(3):
+            for i in range(VL):
+                j = u * VL + i
+                c = g * VL + i
+                if j < H:
+                    row = w[g * H + j]
+                    for k in range(K):
+                        pu[k, c] = row[k]
+                else:
+                    for k in range(K):
+                        pu[k, c] = 0
+
+
+@njit(nogil=True, **_JIT)
+def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, reverse,
+                     reset_after, train, one, gx, hbuf, rh, gh, y, g_r, g_z, g_n, g_hn):
+    """Part p of P of a whole forward pass (the math of `_project_kernel` and
+    `_recurrence_kernel`) with the register tile of `_tile`.
+
+    This part owns the hidden units of panels [NB·p/P, NB·(p+1)/P) and packs its own panels of
+    W_ih and W_hh into wip and wp (`_tile.pack_gates` layout). Per step it computes their three
+    gates' input projections x_t W_ih^T into gx (B, 3·Hp; gate g of unit j at column g·Hp + j,
+    Hp = NB·VL) and recurrent products h W_hh^T into gh (same layout), both read by this part
+    only, then their gate math and their slice of the next state, and meets the other parts
+    once per step (twice for reset_after=False, whose n product needs every unit's r ⊙ h in
+    rh (B, H)). Every part reads whole rows of the state, so it is double-buffered: hbuf (2, B,
+    H), step s reads hbuf[s % 2] and writes the other. x is (T·B, I). With train, the gates of
+    invalid steps are written as 0. Returns False when another part aborted.
+    """
+    T, B, H = y.shape
+    I = x.shape[1]
+    NB = wp.shape[0]
+    W3 = wp.shape[2]
+    VL = W3 // 3
+    Hp = NB * VL
+    G = 3 * Hp
+    u0 = NB * p // P
+    u1 = NB * (p + 1) // P
+    j0 = min(u0 * VL, H)
+    j1 = min(u1 * VL, H)
+    n = j1 - j0
+    _pack_gate_panels(w_ih, u0, u1, wip)
+    _pack_gate_panels(w_hh, u0, u1, wp)
+    bir = b_ih[j0:j1]
+    biz = b_ih[H + j0:H + j1]
+    bin_ = b_ih[2 * H + j0:2 * H + j1]
+    bhr = b_hh[j0:j1]
+    bhz = b_hh[H + j0:H + j1]
+    bhn = b_hh[2 * H + j0:2 * H + j1]
+    nbar = 0
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        h = hbuf[s % 2]
+        h_next = hbuf[(s + 1) % 2]
+        for u in range(u0, u1):
+            panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
+        if reset_after:
+            for u in range(u0, u1):
+                panel_product(3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
+        else:
+            for u in range(u0, u1):
+                panel_product(2, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
+            for b in range(B):
+                gir = gx[b, j0:j1]
+                ghr = gh[b, j0:j1]
+                hb = h[b, j0:j1]
+                rhb = rh[b, j0:j1]
+                for j in range(n):
+                    rhb[j] = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j])) * hb[j]
+            nbar += 1
+            if not barrier(ctrl, P, nbar):
+                return False
+            for u in range(u0, u1):
+                panel_product(1, rh, 0, H, 1, B, wp, u * H * W3 + 2 * VL, W3, H, gh,
+                              2 * Hp + u * VL, G, Hp)
+        tg = t if train else 0
+        for b in range(B):
+            if t >= lengths[b]:
+                y[t, b, j0:j1] = 0
+                h_next[b, j0:j1] = h[b, j0:j1]
+                if train:
+                    g_r[t, b, j0:j1] = 0
+                    g_z[t, b, j0:j1] = 0
+                    g_n[t, b, j0:j1] = 0
+                    g_hn[t, b, j0:j1] = 0
+                continue
+            gxb = gx[b]
+            ghb = gh[b]
+            _forward_units(gxb[j0:j1], gxb[Hp + j0:Hp + j1], gxb[2 * Hp + j0:2 * Hp + j1],
+                           ghb[j0:j1], ghb[Hp + j0:Hp + j1], ghb[2 * Hp + j0:2 * Hp + j1],
+                           bir, biz, bin_, bhr, bhz, bhn, h[b, j0:j1], h_next[b, j0:j1],
+                           y[t, b, j0:j1], g_r[tg, b, j0:j1], g_z[tg, b, j0:j1],
+                           g_n[tg, b, j0:j1], g_hn[tg, b, j0:j1], n, one, reset_after, train)
+        nbar += 1
+        if not barrier(ctrl, P, nbar):
+            return False
+    return True
+
+
+def _recurrence_threads(B, H, NB):
+    """Parts for the tiled forward: one per thread allowed, at most one per unit panel, and one
+    when a step's product is too small to pay for a barrier per step."""
+    if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
+        return 1
+    return max(1, min(max_threads(), NB))
+
+
+_PARALLEL_MIN_FLOPS = 1 << 20
+
+
+def _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, y, h,
+                   gates):
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    dtype = y.dtype
+    VL = vector_length(dtype)
+    NB = -(-H // VL)
+    Hp = NB * VL
+    wip = np.empty((NB, I, 3 * VL), dtype)
+    wp = np.empty((NB, H, 3 * VL), dtype)
+    gx = np.empty((B, 3 * Hp), dtype)
+    gh = np.empty((B, 3 * Hp), dtype)
+    hbuf = np.empty((2, B, H), dtype)
+    hbuf[0] = h0
+    rh = np.empty((B, H) if not reset_after else (1, H), dtype)
+    P = _recurrence_threads(B, H, NB)
+    run_parts(_recurrence_part, P, (x.reshape(T * B, I), w_ih, w_hh, wip, wp, b_ih, b_hh,
+                                    lengths, reverse, reset_after, train, dtype.type(1), gx, hbuf,
+                                    rh, gh, y, gates[0], gates[1], gates[2], gates[3]))
+    h[...] = hbuf[T % 2]
+
+
 def _transposed_for_small_batch(w_hh, B):
     """W_hh^T (H, 3H) as a contiguous copy when the batch is small enough for the per-step GEMM to
     run faster on it (see _recurrence_kernel), else an empty array."""
@@ -135,14 +308,11 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     one = dtype.type(1)
     y = np.empty((T, B, H), dtype)
     h = np.array(h0, dtype=dtype, copy=True, order="C")
-    # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps; a (1, B, H)
-    # scratch each for inference.
-    gates = np.zeros((4, T, B, H) if train else (4, 1, B, H), dtype)
-    gi = np.empty((T * B, 3 * H), dtype)
-    _project_kernel(x, w_ih, one, gi)
-    w_hh_t = _transposed_for_small_batch(w_hh, B)
-    _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_after, train, one,
-                       y, h, gates[0], gates[1], gates[2], gates[3])
+    # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps (written by the
+    # kernel); a (1, B, H) scratch each for inference.
+    gates = np.empty((4, T, B, H) if train else (4, 1, B, H), dtype)
+    _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, y, h,
+                   gates)
     cache = None
     if train:
         cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
@@ -317,28 +487,334 @@ def _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, lengths, reverse, r
     db_hh[:] = acc_hh
 
 
+@njit(inline="always", **_JIT)
+def _backward_units(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi_r, dgi_z, dgi_n, dgh_r, dgh_z,
+                    dgh_n, n, reset_after):
+    """`_backward_row` on n hidden units of one row, every gate block a 0-based view of its own.
+    For reset_after=False, dgi_r waits for W_hn^T da_n (the caller's second phase) and dgh_* are
+    not written (dgh is dgi)."""
+    for j in range(n):  # da_n = dh' (1 - z)(1 - n²)
+        z = np.float64(g_z[j])
+        nv = np.float64(g_n[j])
+        dgi_n[j] = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
+    for j in range(n):  # da_z = dh' (h - n) z (1 - z)
+        z = np.float64(g_z[j])
+        dgi_z[j] = (np.float64(dh[j]) + dy[j]) * (np.float64(h_prev[j]) - g_n[j]) * z * (1.0 - z)
+    if reset_after:
+        for j in range(n):  # da_r = da_n hn r (1 - r)
+            z = np.float64(g_z[j])
+            nv = np.float64(g_n[j])
+            r = np.float64(g_r[j])
+            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
+            dgi_r[j] = da_n * g_hn[j] * r * (1.0 - r)
+        for j in range(n):  # r and z: the hidden side sees the same gradient
+            dgh_r[j] = dgi_r[j]
+        for j in range(n):
+            dgh_z[j] = dgi_z[j]
+        for j in range(n):  # n: the hidden side is scaled by r
+            z = np.float64(g_z[j])
+            nv = np.float64(g_n[j])
+            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
+            dgh_n[j] = da_n * g_r[j]
+    for j in range(n):  # the direct path to h_{t-1}: dh' z
+        dh[j] = (np.float64(dh[j]) + dy[j]) * g_z[j]
+
+
+@njit(inline="always", **_JIT)
+def _h_prev(y, h0, lengths, reverse, t, b):
+    """The state entering step t of row b: the neighbouring output, or h0 at the first step."""
+    if not reverse:
+        return y[t - 1, b] if t > 0 else h0[b]
+    return y[t + 1, b] if t + 1 < lengths[b] else h0[b]
+
+
+@njit(inline="always", **_JIT)
+def _pack_column_panels(m, q0, q1, bp):
+    """bp[q, k, i] = m[k, q·W + i] (0 past m's columns) for the panels q0..q1 of bp (NQ, K, W):
+    `_tile.pack_columns` in compiled code, run by the parts over their own panels."""
+    K = bp.shape[1]
+    W = bp.shape[2]
+    N = m.shape[1]
+    for q in range(q0, q1):
+        c0 = q * W
+        n = min(W, N - c0)
+        bq = bp[q]
+        for k in range(K):
+            src = m[k, c0:c0 + n]
+            dst = bq[k]
+            for i in range(n):
+                dst[i] = src[i]
+            for i in range(n, W):
+                dst[i] = 0
+
+
+@njit(inline="always", **_JIT)
+def _pack_own_columns(a, k0, kn, c0, n, dp, sums):
+    """dp[q, k, i] = a[k0 + k, c0 + q·W + i] for k < kn and q·W + i < n (0 beyond): this part's
+    columns of the gate gradients as tile panels, one chunk of rows; sums (n, float64) gets
+    their column sums (the bias gradients) on the way."""
+    nq = dp.shape[0]
+    W = dp.shape[2]
+    for k in range(kn):
+        row = a[k0 + k, c0:c0 + n]
+        for j in range(n):
+            sums[j] += row[j]
+        for q in range(nq):
+            m = min(W, n - q * W)
+            src = row[q * W:q * W + m]
+            dst = dp[q, k]
+            for i in range(m):
+                dst[i] = src[i]
+            for i in range(m, W):
+                dst[i] = 0
+
+
+@njit(inline="always", **_JIT)
+def _accumulate_products(aT, k0, kn, dp, acc, col0, part):
+    """acc[:, col0 + q·W + i] += Σ_k aT[:, k0 + k] dp[q, k, i] (k < kn) for every panel q of dp:
+    one chunk of a weight gradient, its float32 (or float64) tile sums added into the float64
+    acc so that reductions over all T·B rows keep float64-accumulated accuracy. part: (8, W)."""
+    R = aT.shape[0]
+    lda = aT.shape[1]
+    nq = dp.shape[0]
+    CH = dp.shape[1]
+    W = dp.shape[2]
+    VL = W // 3
+    for q in range(nq):
+        for r0 in range(0, R, 8):
+            rn = min(8, R - r0)
+            panel_product(3, aT, r0 * lda + k0, lda, 1, rn, dp, q * CH * W, W, kn, part, 0, W,
+                          VL)
+            for r in range(rn):
+                accr = acc[r0 + r, col0 + q * W:col0 + (q + 1) * W]
+                pr = part[r]
+                for i in range(W):
+                    accr[i] += pr[i]
+
+
+@njit(inline="always", **_JIT)
+def _transpose_inputs(x, y, h0, g_r, lengths, reverse, reset_after, k0, k1, xT, hT, hidT):
+    """For the rows k0..k1 of T·B: xT[:, k] = x[k], hT[:, k] = h_prev of row k (the state
+    entering its step) and, for reset_after=False, hidT[:, k] = r ⊙ h_prev. Rows of invalid
+    steps get finite values (their gate gradients are 0, and 0 · NaN would not be)."""
+    B = y.shape[1]
+    H = y.shape[2]
+    I = x.shape[1]
+    for kb in range(k0, k1, 16):
+        ke = min(kb + 16, k1)
+        for cb in range(0, I, 16):
+            ce = min(cb + 16, I)
+            for k in range(kb, ke):
+                xr = x[k]
+                for c in range(cb, ce):
+                    xT[c, k] = xr[c]
+        for cb in range(0, H, 16):
+            ce = min(cb + 16, H)
+            for k in range(kb, ke):
+                t = k // B
+                b = k - t * B
+                hp = _h_prev(y, h0, lengths, reverse, t, b)
+                for c in range(cb, ce):
+                    hT[c, k] = hp[c]
+                if not reset_after:
+                    rr = g_r[t, b]
+                    for c in range(cb, ce):
+                        hidT[c, k] = rr[c] * hp[c]
+
+
+_CHUNK = 512  # rows of T·B per float32 tile sum in the weight gradients
+
+
+@njit(nogil=True, **_JIT)
+def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, xT, hT,
+                   hidT, lengths, reverse, reset_after, dy, dh, dprod, dgi, dgh, dxp, dw_ih,
+                   dw_hh, db_ih, db_hh):
+    """Part p of P of a whole backward pass (the math of `_backward_recurrence_kernel` and
+    `_backward_reduce_kernel`) with the register tile.
+
+    This part owns the hidden units of W_hh's column panels [NB·p/P, NB·(p+1)/P) (whp (NB, 3H,
+    2·VL), which it packs itself). Before the steps it packs its share of W_ih's column panels
+    (wihp, for dx) and transposes its share of the rows of x and of the states entering each
+    step (xT (I, T·B), hT (H, T·B), hidT = (r ⊙ h_prev)^T for reset_after=False), all read by
+    every part only after a barrier. Per step (reverse order) it computes its units' gate
+    gradients (their columns of dgi and dgh (T·B, 3H)) and the direct share of dh (B, H); after
+    a barrier, its slice of dgh W_hh, the product with every unit's gate gradients, into dprod
+    (B, Hp) and then into dh. reset_after=False first needs W_hn^T da_n over all units (one
+    more barrier). The rows of dW_ih, dW_hh and the biases for its units need only its own
+    columns of dgi / dgh (no barrier); dx (its range of the T·B rows, into dxp padded to whole
+    panels) needs every column: one last barrier.
+    """
+    T, B, H = y.shape
+    TB = T * B
+    I = x.shape[1]
+    NB = whp.shape[0]
+    PW = whp.shape[2]  # two vectors of units per panel
+    VL = PW // 2
+    Hp = NB * PW
+    G = 3 * H
+    u0 = NB * p // P
+    u1 = NB * (p + 1) // P
+    j0 = min(u0 * PW, H)
+    j1 = min(u1 * PW, H)
+    n = j1 - j0
+    NQ = wihp.shape[0]
+    _pack_column_panels(w_hh, u0, u1, whp)
+    _pack_column_panels(w_ih, NQ * p // P, NQ * (p + 1) // P, wihp)
+    _transpose_inputs(x, y, h0, g_r, lengths, reverse, reset_after, TB * p // P,
+                      TB * (p + 1) // P, xT, hT, hidT)
+    nbar = 0
+    for s in range(T):
+        t = s if reverse else T - 1 - s  # the opposite order of the forward pass
+        row0 = t * B
+        for b in range(B):
+            gr = dgi[row0 + b]
+            if t >= lengths[b]:  # an invalid step passes dh through untouched
+                gr[j0:j1] = 0
+                gr[H + j0:H + j1] = 0
+                gr[2 * H + j0:2 * H + j1] = 0
+                if reset_after:
+                    hr = dgh[row0 + b]
+                    hr[j0:j1] = 0
+                    hr[H + j0:H + j1] = 0
+                    hr[2 * H + j0:2 * H + j1] = 0
+                continue
+            hp = _h_prev(y, h0, lengths, reverse, t, b)
+            hr = dgh[row0 + b] if reset_after else gr
+            _backward_units(g_r[t, b, j0:j1], g_z[t, b, j0:j1], g_n[t, b, j0:j1],
+                            g_hn[t, b, j0:j1], hp[j0:j1], dy[t, b, j0:j1], dh[b, j0:j1],
+                            gr[j0:j1], gr[H + j0:H + j1], gr[2 * H + j0:2 * H + j1],
+                            hr[j0:j1], hr[H + j0:H + j1], hr[2 * H + j0:2 * H + j1], n,
+                            reset_after)
+        nbar += 1
+        if not barrier(ctrl, P, nbar):
+            return False
+        if reset_after:
+            for u in range(u0, u1):
+                panel_product(2, dgh, row0 * G, G, 1, B, whp, u * G * PW, PW, G, dprod, u * PW,
+                              Hp, VL)
+        else:
+            # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
+            for u in range(u0, u1):
+                panel_product(2, dgi, row0 * G + 2 * H, G, 1, B, whp, u * G * PW + 2 * H * PW,
+                              PW, H, dprod, u * PW, Hp, VL)
+            for b in range(B):
+                if t >= lengths[b]:
+                    continue
+                hp = _h_prev(y, h0, lengths, reverse, t, b)[j0:j1]
+                d_rh = dprod[b, j0:j1]
+                rr = g_r[t, b, j0:j1]
+                dgr = dgi[row0 + b, j0:j1]
+                dhb = dh[b, j0:j1]
+                for j in range(n):
+                    r = np.float64(rr[j])
+                    dgr[j] = d_rh[j] * hp[j] * r * (1.0 - r)
+                for j in range(n):
+                    dhb[j] += d_rh[j] * rr[j]
+            nbar += 1
+            if not barrier(ctrl, P, nbar):
+                return False
+            for u in range(u0, u1):
+                panel_product(2, dgi, row0 * G, G, 1, B, whp, u * G * PW, PW, 2 * H, dprod,
+                              u * PW, Hp, VL)
+        for b in range(B):
+            dhb = dh[b, j0:j1]
+            dpb = dprod[b, j0:j1]
+            for j in range(n):
+                dhb[j] += dpb[j]
+    # dW_ih, dW_hh and the biases for this part's units (rows g·H + j0 .. g·H + j1 - 1), as
+    # transposed products xT · dgi[:, own columns] accumulated over chunks of rows.
+    W = wihp.shape[2]
+    nq = -(-n // W)
+    part = np.empty((8, W), dgi.dtype)
+    dp = np.empty((nq, _CHUNK, W), dgi.dtype)
+    dp_n = np.empty((nq if reset_after else 0, _CHUNK, W), dgi.dtype)
+    acc_ih = np.zeros((I, 3 * nq * W), np.float64)
+    acc_hh = np.zeros((H, 3 * nq * W), np.float64)
+    s_ih = np.zeros((3, n), np.float64)
+    s_hn = np.zeros(n, np.float64)
+    for k0 in range(0, TB, _CHUNK):
+        kn = min(_CHUNK, TB - k0)
+        for g in range(3):
+            col = g * nq * W
+            _pack_own_columns(dgi, k0, kn, g * H + j0, n, dp, s_ih[g])
+            _accumulate_products(xT, k0, kn, dp, acc_ih, col, part)
+            if g < 2:  # dgh = dgi in the r and z columns
+                _accumulate_products(hT, k0, kn, dp, acc_hh, col, part)
+            elif reset_after:
+                _pack_own_columns(dgh, k0, kn, 2 * H + j0, n, dp_n, s_hn)
+                _accumulate_products(hT, k0, kn, dp_n, acc_hh, col, part)
+            else:
+                _accumulate_products(hidT, k0, kn, dp, acc_hh, col, part)
+    for g in range(3):
+        col = g * nq * W
+        for c in range(n):
+            row_ih = dw_ih[g * H + j0 + c]
+            for i in range(I):
+                row_ih[i] = acc_ih[i, col + c]
+            row_hh = dw_hh[g * H + j0 + c]
+            for i in range(H):
+                row_hh[i] = acc_hh[i, col + c]
+        db_ih[g * H + j0:g * H + j1] = s_ih[g]
+        if g == 2 and reset_after:
+            db_hh[g * H + j0:g * H + j1] = s_hn
+        else:
+            db_hh[g * H + j0:g * H + j1] = s_ih[g]
+    nbar += 1
+    if not barrier(ctrl, P, nbar):
+        return False
+    # dx = dgi W_ih for this part's range of rows.
+    r0 = TB * p // P
+    r1 = TB * (p + 1) // P
+    ldx = dxp.shape[1]
+    for m0 in range(r0, r1, 256):
+        rows = min(256, r1 - m0)
+        for q in range(NQ):
+            panel_product(3, dgi, m0 * G, G, 1, rows, wihp, q * G * W, W, G, dxp,
+                          m0 * ldx + q * W, ldx, W // 3)
+    return True
+
+
+def _backward_threads(B, H, NB):
+    if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
+        return 1
+    return max(1, min(max_threads(), NB))
+
+
 def backward(cache, dy, dh_n):
     """BPTT for `forward(..., train=True)`: returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
     x, y, w_ih, w_hh = cache.x, cache.y, cache.w_ih, cache.w_hh
     T, B, H = y.shape
+    I = x.shape[2]
+    TB = T * B
     dtype = x.dtype
-    one = dtype.type(1)
+    VL = vector_length(dtype)
+    W = 3 * VL
     dy = np.ascontiguousarray(dy, dtype=dtype)
     dh = np.array(dh_n, dtype=dtype, copy=True, order="C")
     h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
+    reset_after = cache.reset_after
     # dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the hidden side
     # (differs in the n columns, × r, when reset_after; equal to dgi otherwise, so not stored).
-    dgi = np.empty((T * B, 3 * H), dtype)
-    dgh = np.empty((T * B, 3 * H), dtype) if cache.reset_after else dgi
-    hid_n = np.zeros((T * B if not cache.reset_after else 1, H), dtype)
-    g = cache.gates
-    _backward_recurrence_kernel(y, h0, g[0], g[1], g[2], g[3], w_hh, cache.lengths, cache.reverse,
-                                cache.reset_after, one, dy, dh, dgi, dgh, hid_n)
-    dx = np.empty(x.shape, dtype)
+    dgi = np.empty((TB, 3 * H), dtype)
+    dgh = np.empty((TB, 3 * H), dtype) if reset_after else dgi
+    NB = -(-H // (2 * VL))
+    NQ = -(-I // W)
+    whp = np.empty((NB, 3 * H, 2 * VL), dtype)
+    wihp = np.empty((NQ, 3 * H, W), dtype)
+    xT = np.empty((I, TB), dtype)
+    hT = np.empty((H, TB), dtype)
+    hidT = np.empty((H, TB) if not reset_after else (0, TB), dtype)
+    dprod = np.empty((B, NB * 2 * VL), dtype)
+    dxp = np.empty((TB, NQ * W), dtype)
     dw_ih = np.empty(w_ih.shape, dtype)
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, cache.lengths, cache.reverse,
-                            cache.reset_after, one, dx, dw_ih, dw_hh, db_ih, db_hh)
+    g = cache.gates
+    P = _backward_threads(B, H, NB)
+    run_parts(_backward_part, P, (x.reshape(TB, I), y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih,
+                                  whp, wihp, xT, hT, hidT, cache.lengths, cache.reverse,
+                                  reset_after, dy, dh, dprod, dgi, dgh, dxp, dw_ih, dw_hh, db_ih,
+                                  db_hh))
+    dx = dxp[:, :I].reshape(T, B, I)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,205 @@
+"""Threads for the recurrence: a step barrier in compiled code and the pool that runs the parts.
+
+A GRU step depends on the whole previous state, so a recurrence split over threads (each owns a
+slice of the hidden units) meets once per step. The barrier is a shared int64 counter in an
+array: each thread adds 1 (a sequentially consistent atomic, so its stores to the shared state
+are visible to the others once they see the count) and waits until the count reaches
+P·(number of barriers passed). Waiting spins with the CPU's pause hint, then yields the core
+(sched_yield) after about 100 µs, so an oversubscribed machine slows down instead of stalling.
+
+No Numba threading layer is involved (its OpenMP pool spins against BLAS's threads, and its
+workqueue pool aborts on concurrent callers). The parts run on plain Python threads of a small
+pool here, each inside a compiled `nogil` function; one caller at a time owns the pool, and a
+concurrent caller runs its recurrence on its own thread (same kernel, same results).
+
+ctrl (int64 array, length CTRL_SIZE): [0] the barrier count, [1] abort flag (a part that
+failed to start sets it; the others leave their barriers and return False).
+"""
+
+import os
+import platform
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+CTRL_SIZE = 8
+_SPINS_BEFORE_YIELD = 1000
+
+
+def _element_ptr(context, builder, arrty, arr, idx, idxty):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.gep(data, [context.cast(builder, idx, idxty, types.intp)])
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (sequentially consistent); returns the old value. int64 only."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.int64(arr, idx, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1])
+        return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+
+    return sig, codegen
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    """arr[idx], read atomically (sequentially consistent). int64 only."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_ptr(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1])
+        return builder.load_atomic(ptr, "seq_cst", 8)
+
+    return sig, codegen
+
+
+_ARCH = platform.machine().lower()
+
+
+def _emit_pause(builder):
+    """The CPU's spin-wait hint as an LLVM intrinsic (Numba's JIT has no inline-asm parser)."""
+    if _ARCH in ("x86_64", "amd64", "i686", "x86"):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+        builder.call(fn, [])
+    elif _ARCH in ("aarch64", "arm64"):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(32)]), "llvm.aarch64.hint")
+        builder.call(fn, [ir.Constant(ir.IntType(32), 1)])  # YIELD
+
+
+@intrinsic
+def cpu_relax(typingctx):
+    """The CPU's spin-wait hint (x86 pause, ARM yield); nothing elsewhere."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        _emit_pause(builder)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def yield_core(typingctx):
+    """sched_yield(): give the core to another runnable thread (POSIX; a pause elsewhere)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if os.name == "posix":
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+            builder.call(fn, [])
+        else:
+            _emit_pause(builder)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True)
+def barrier(ctrl, P, n):
+    """The n-th barrier (n = 1, 2, ...) of P threads sharing ctrl. False when aborted."""
+    if P == 1:
+        return True
+    atomic_add(ctrl, 0, 1)
+    target = P * n
+    spins = 0
+    while atomic_load(ctrl, 0) < target:
+        if atomic_load(ctrl, 1) != 0:
+            return False
+        spins += 1
+        if spins < _SPINS_BEFORE_YIELD:
+            cpu_relax()
+        else:
+            yield_core()
+    return True
+
+
+# -- the pool --
+
+_POOL = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()  # creating / resizing the pool
+_BUSY = threading.Lock()  # one parallel recurrence at a time owns the pool
+
+
+def max_threads():
+    """Threads a recurrence may use: NUMGRU_NUM_THREADS if set, else the CPUs this process may
+    run on, capped by NUMBA_NUM_THREADS (Numba's own setting, default the CPU count)."""
+    env = os.environ.get("NUMGRU_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}")
+        if n < 1:
+            raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}")
+        return n
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        ncpu = os.cpu_count() or 1
+    return max(1, min(ncpu, numba.config.NUMBA_NUM_THREADS))
+
+
+def _pool(n_workers):
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < n_workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="numgru")
+            _POOL_SIZE = n_workers
+        return _POOL
+
+
+def _run_part(kernel, p, P, ctrl, args):
+    try:
+        kernel(p, P, ctrl, *args)
+    except BaseException:
+        ctrl[1] = 1  # release the other parts from their barriers
+        raise
+
+
+def run_parts(kernel, P, args):
+    """kernel(p, P, ctrl, *args) for p = 0..P-1, concurrently (p = 0 on this thread). kernel
+    must be a nogil compiled function whose parts meet only at `barrier(ctrl, P, n)`.
+
+    When another call owns the pool, or P is 1, the whole range runs here as one part."""
+    ctrl = np.zeros(CTRL_SIZE, np.int64)
+    if P <= 1 or not _BUSY.acquire(blocking=False):
+        kernel(0, 1, ctrl, *args)
+        return
+    try:
+        pool = _pool(P - 1)
+        futures = [pool.submit(_run_part, kernel, p, P, ctrl, args) for p in range(1, P)]
+        errors = []
+        try:
+            _run_part(kernel, 0, P, ctrl, args)
+        except BaseException as exc:
+            errors.append(exc)
+        for f in futures:  # every part has left the kernel before the arrays are released
+            exc = f.exception()
+            if exc is not None:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    finally:
+        _BUSY.release()
+    if ctrl[1]:
+        raise RuntimeError("numgru: a part of the parallel recurrence was aborted")
