@@ -593,33 +593,52 @@ def _accumulate_products(aT, k0, kn, dp, acc, col0, part):
 
 
 @njit(inline="always", **_JIT)
+def _transpose_rows(src, r0, r1, shift, dst):
+    """dst[c, r + shift] = src[r, c] for the rows r0..r1 of src and all its columns, in 16 × 16
+    blocks (both sides stay in L1)."""
+    C = src.shape[1]
+    for rb in range(r0, r1, 16):
+        re = min(rb + 16, r1)
+        for cb in range(0, C, 16):
+            ce = min(cb + 16, C)
+            for r in range(rb, re):
+                row = src[r]
+                for c in range(cb, ce):
+                    dst[c, r + shift] = row[c]
+
+
+@njit(inline="always", **_JIT)
 def _transpose_inputs(x, y, h0, g_r, lengths, reverse, reset_after, k0, k1, xT, hT, hidT):
-    """For the rows k0..k1 of T·B: xT[:, k] = x[k], hT[:, k] = h_prev of row k (the state
-    entering its step) and, for reset_after=False, hidT[:, k] = r ⊙ h_prev. Rows of invalid
-    steps get finite values (their gate gradients are 0, and 0 · NaN would not be)."""
-    B = y.shape[1]
-    H = y.shape[2]
-    I = x.shape[1]
-    for kb in range(k0, k1, 16):
-        ke = min(kb + 16, k1)
-        for cb in range(0, I, 16):
-            ce = min(cb + 16, I)
-            for k in range(kb, ke):
-                xr = x[k]
-                for c in range(cb, ce):
-                    xT[c, k] = xr[c]
-        for cb in range(0, H, 16):
-            ce = min(cb + 16, H)
-            for k in range(kb, ke):
-                t = k // B
-                b = k - t * B
-                hp = _h_prev(y, h0, lengths, reverse, t, b)
-                for c in range(cb, ce):
-                    hT[c, k] = hp[c]
-                if not reset_after:
-                    rr = g_r[t, b]
-                    for c in range(cb, ce):
-                        hidT[c, k] = rr[c] * hp[c]
+    """The columns k0..k1 (rows k = t·B + b of T·B) of xT (I, T·B) = x^T, of hT (H, T·B), the
+    state entering each step (y[t-1, b] or h0[b]; reverse: y[t+1, b], or h0[b] at the last
+    valid step) and, for reset_after=False, of hidT = (r ⊙ h_prev)^T. Columns of invalid steps
+    get finite values (their gate gradients are 0, and 0 · NaN would not be). x, y and g_r are
+    (T·B, ·) here."""
+    TB = x.shape[0]
+    B = h0.shape[0]
+    T = TB // B
+    H = h0.shape[1]
+    _transpose_rows(x, k0, k1, 0, xT)
+    if not reverse:
+        _transpose_rows(y, max(k0 - B, 0), max(k1 - B, 0), B, hT)
+        for k in range(k0, min(k1, B)):
+            for c in range(H):
+                hT[c, k] = h0[k, c]
+    else:
+        _transpose_rows(y, min(k0 + B, TB), min(k1 + B, TB), -B, hT)
+        for b in range(B):
+            for t in (lengths[b] - 1, T - 1):
+                k = t * B + b
+                if k0 <= k < k1:
+                    for c in range(H):
+                        hT[c, k] = h0[b, c]
+    if not reset_after:
+        _transpose_rows(g_r, k0, k1, 0, hidT)
+        for c in range(H):
+            hid = hidT[c, k0:k1]
+            hp = hT[c, k0:k1]
+            for k in range(k1 - k0):
+                hid[k] = hid[k] * hp[k]
 
 
 _CHUNK = 512  # rows of T·B per float32 tile sum in the weight gradients
@@ -660,8 +679,8 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     NQ = wihp.shape[0]
     _pack_column_panels(w_hh, u0, u1, whp)
     _pack_column_panels(w_ih, NQ * p // P, NQ * (p + 1) // P, wihp)
-    _transpose_inputs(x, y, h0, g_r, lengths, reverse, reset_after, TB * p // P,
-                      TB * (p + 1) // P, xT, hT, hidT)
+    _transpose_inputs(x, y.reshape(TB, H), h0, g_r.reshape(TB, H), lengths, reverse,
+                      reset_after, TB * p // P, TB * (p + 1) // P, xT, hT, hidT)
     nbar = 0
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
