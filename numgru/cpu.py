@@ -548,157 +548,81 @@ def _pack_column_panels(m, q0, q1, bp):
                 dst[i] = 0
 
 
-@njit(inline="always", **_JIT)
-def _pack_own_columns(a, k0, kn, c0, n, dp, sums):
-    """dp[q, k, i] = a[k0 + k, c0 + q·W + i] for k < kn and q·W + i < n (0 beyond): this part's
-    columns of the gate gradients as tile panels, one chunk of rows; sums (n, float64) gets
-    their column sums (the bias gradients) on the way."""
-    nq = dp.shape[0]
-    W = dp.shape[2]
-    for k in range(kn):
-        row = a[k0 + k, c0:c0 + n]
-        for j in range(n):
-            sums[j] += row[j]
-        for q in range(nq):
-            m = min(W, n - q * W)
-            src = row[q * W:q * W + m]
-            dst = dp[q, k]
-            for i in range(m):
-                dst[i] = src[i]
-            for i in range(m, W):
-                dst[i] = 0
-
-
-@njit(inline="always", **_JIT)
-def _accumulate_products(aT, k0, kn, dp, acc, col0, part):
-    """acc[:, col0 + q·W + i] += Σ_k aT[:, k0 + k] dp[q, k, i] (k < kn) for every panel q of dp:
-    one chunk of a weight gradient, its float32 (or float64) tile sums added into the float64
-    acc so that reductions over all T·B rows keep float64-accumulated accuracy. part: (8, W)."""
-    R = aT.shape[0]
-    lda = aT.shape[1]
-    nq = dp.shape[0]
-    CH = dp.shape[1]
-    W = dp.shape[2]
-    VL = W // 3
-    for q in range(nq):
-        for r0 in range(0, R, 8):
-            rn = min(8, R - r0)
-            panel_product(3, aT, r0 * lda + k0, lda, 1, rn, dp, q * CH * W, W, kn, part, 0, W,
-                          VL)
-            for r in range(rn):
-                accr = acc[r0 + r, col0 + q * W:col0 + (q + 1) * W]
-                pr = part[r]
-                for i in range(W):
-                    accr[i] += pr[i]
-
-
-@njit(inline="always", **_JIT)
-def _transpose_rows(src, r0, r1, shift, dst):
-    """dst[c, r + shift] = src[r, c] for the rows r0..r1 of src and all its columns, in 16 × 16
-    blocks (both sides stay in L1)."""
-    C = src.shape[1]
-    for rb in range(r0, r1, 16):
-        re = min(rb + 16, r1)
-        for cb in range(0, C, 16):
-            ce = min(cb + 16, C)
-            for r in range(rb, re):
-                row = src[r]
-                for c in range(cb, ce):
-                    dst[c, r + shift] = row[c]
-
-
-@njit(inline="always", **_JIT)
-def _transpose_inputs(x, y, h0, g_r, lengths, reverse, reset_after, k0, k1, xT, hT, hidT):
-    """The columns k0..k1 (rows k = t·B + b of T·B) of xT (I, T·B) = x^T, of hT (H, T·B), the
-    state entering each step (y[t-1, b] or h0[b]; reverse: y[t+1, b], or h0[b] at the last
-    valid step) and, for reset_after=False, of hidT = (r ⊙ h_prev)^T. Columns of invalid steps
-    get finite values (their gate gradients are 0, and 0 · NaN would not be). x, y and g_r are
-    (T·B, ·) here."""
-    TB = x.shape[0]
-    B = h0.shape[0]
-    T = TB // B
-    H = h0.shape[1]
-    _transpose_rows(x, k0, k1, 0, xT)
-    if not reverse:
-        _transpose_rows(y, max(k0 - B, 0), max(k1 - B, 0), B, hT)
-        for k in range(k0, min(k1, B)):
-            for c in range(H):
-                hT[c, k] = h0[k, c]
-    else:
-        _transpose_rows(y, min(k0 + B, TB), min(k1 + B, TB), -B, hT)
-        for b in range(B):
-            for t in (lengths[b] - 1, T - 1):
-                k = t * B + b
-                if k0 <= k < k1:
-                    for c in range(H):
-                        hT[c, k] = h0[b, c]
-    if not reset_after:
-        _transpose_rows(g_r, k0, k1, 0, hidT)
-        for c in range(H):
-            hid = hidT[c, k0:k1]
-            hp = hT[c, k0:k1]
-            for k in range(k1 - k0):
-                hid[k] = hid[k] * hp[k]
-
-
-_CHUNK = 512  # rows of T·B per float32 tile sum in the weight gradients
+_FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (then into float64)
 
 
 @njit(nogil=True, **_JIT)
-def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, xT, hT,
-                   hidT, lengths, reverse, reset_after, dy, dh, dprod, dgi, dgh, dxp, dw_ih,
-                   dw_hh, db_ih, db_hh):
+def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
+                   reverse, reset_after, dy, dh, dprod, dgi2, dgh2, dx, dw_ih, dw_hh, db_ih,
+                   db_hh):
     """Part p of P of a whole backward pass (the math of `_backward_recurrence_kernel` and
-    `_backward_reduce_kernel`) with the register tile.
+    `_backward_reduce_kernel`), step by step, with the register tile of `_tile`.
 
     This part owns the hidden units of W_hh's column panels [NB·p/P, NB·(p+1)/P) (whp (NB, 3H,
-    2·VL), which it packs itself). Before the steps it packs its share of W_ih's column panels
-    (wihp, for dx) and transposes its share of the rows of x and of the states entering each
-    step (xT (I, T·B), hT (H, T·B), hidT = (r ⊙ h_prev)^T for reset_after=False), all read by
-    every part only after a barrier. Per step (reverse order) it computes its units' gate
-    gradients (their columns of dgi and dgh (T·B, 3H)) and the direct share of dh (B, H); after
-    a barrier, its slice of dgh W_hh, the product with every unit's gate gradients, into dprod
-    (B, Hp) and then into dh. reset_after=False first needs W_hn^T da_n over all units (one
-    more barrier). The rows of dW_ih, dW_hh and the biases for its units need only its own
-    columns of dgi / dgh (no barrier); dx (its range of the T·B rows, into dxp padded to whole
-    panels) needs every column: one last barrier.
+    2·VL), which it packs itself, as it packs its share of W_ih's column panels wihp (NQ, 3H,
+    3·VL), read by every part after the first barrier). Per step (reverse order):
+    - its units' gate gradients, dgi and dgh (this step's rows: dgi2[s % 2], dgh2[s % 2], each
+      (B, 3H), double-buffered because every part reads them after the barrier), and the direct
+      share of dh (B, H), dh' ⊙ z;
+    - after a barrier, its slice of dgh W_hh (the product with every unit's gate gradients) into
+      dprod (B, 2·VL·NB) and then into dh (reset_after=False first needs W_hn^T da_n over all
+      units: one more barrier);
+    - the rows of dW_ih and dW_hh for its units, += dgi^T x_t and dgh^T h_prev (its own columns
+      only), in float32 chains of about _FLUSH_ROWS rows that are then added into float64
+      sums, and the bias gradients (float64 sums);
+    - its share of the rows of dx_t = dgi W_ih, into dx (T·B, Ip), padded to whole panels.
     """
     T, B, H = y.shape
-    TB = T * B
-    I = x.shape[1]
+    I = x.shape[2]
+    G = 3 * H
     NB = whp.shape[0]
     PW = whp.shape[2]  # two vectors of units per panel
     VL = PW // 2
     Hp = NB * PW
-    G = 3 * H
+    W = wihp.shape[2]  # three vectors: the width of the weight-gradient and dx panels
+    NQ = wihp.shape[0]
+    Ip = dx.shape[1]
+    Hq = -(-H // W) * W
+    NQH = Hq // W
     u0 = NB * p // P
     u1 = NB * (p + 1) // P
     j0 = min(u0 * PW, H)
     j1 = min(u1 * PW, H)
     n = j1 - j0
-    NQ = wihp.shape[0]
+    b0 = B * p // P
+    b1 = B * (p + 1) // P
     _pack_column_panels(w_hh, u0, u1, whp)
     _pack_column_panels(w_ih, NQ * p // P, NQ * (p + 1) // P, wihp)
-    _transpose_inputs(x, y.reshape(TB, H), h0, g_r.reshape(TB, H), lengths, reverse,
-                      reset_after, TB * p // P, TB * (p + 1) // P, xT, hT, hidT)
+    dtype = dx.dtype
+    xs = np.zeros((B, Ip), dtype)  # x_t, padded to whole panels
+    hs = np.zeros((B, Hq), dtype)  # h_prev of each row, padded
+    hid = np.zeros((B, Hq if not reset_after else 0), dtype)  # r ⊙ h_prev (reset_after=False)
+    c_ih = np.zeros((3 * n, Ip), dtype)  # this chunk's float32 (or float64) sums
+    c_hh = np.zeros((3 * n, Hq), dtype)
+    acc_ih = np.zeros((3 * n, Ip), np.float64)
+    acc_hh = np.zeros((3 * n, Hq), np.float64)
+    s_ih = np.zeros((3, n), np.float64)
+    s_hn = np.zeros(n, np.float64)
+    flush_every = max(1, _FLUSH_ROWS // B)
     nbar = 0
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        row0 = t * B
+        dgi = dgi2[s % 2]
+        dgh = dgh2[s % 2]
         for b in range(B):
-            gr = dgi[row0 + b]
+            gr = dgi[b]
             if t >= lengths[b]:  # an invalid step passes dh through untouched
                 gr[j0:j1] = 0
                 gr[H + j0:H + j1] = 0
                 gr[2 * H + j0:2 * H + j1] = 0
                 if reset_after:
-                    hr = dgh[row0 + b]
+                    hr = dgh[b]
                     hr[j0:j1] = 0
                     hr[H + j0:H + j1] = 0
                     hr[2 * H + j0:2 * H + j1] = 0
                 continue
             hp = _h_prev(y, h0, lengths, reverse, t, b)
-            hr = dgh[row0 + b] if reset_after else gr
+            hr = dgh[b] if reset_after else gr
             _backward_units(g_r[t, b, j0:j1], g_z[t, b, j0:j1], g_n[t, b, j0:j1],
                             g_hn[t, b, j0:j1], hp[j0:j1], dy[t, b, j0:j1], dh[b, j0:j1],
                             gr[j0:j1], gr[H + j0:H + j1], gr[2 * H + j0:2 * H + j1],
@@ -709,20 +633,19 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             return False
         if reset_after:
             for u in range(u0, u1):
-                panel_product(2, dgh, row0 * G, G, 1, B, whp, u * G * PW, PW, G, dprod, u * PW,
-                              Hp, VL)
+                panel_product(2, dgh, 0, G, 1, B, whp, u * G * PW, PW, G, dprod, u * PW, Hp, VL)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
             for u in range(u0, u1):
-                panel_product(2, dgi, row0 * G + 2 * H, G, 1, B, whp, u * G * PW + 2 * H * PW,
-                              PW, H, dprod, u * PW, Hp, VL)
+                panel_product(2, dgi, 2 * H, G, 1, B, whp, u * G * PW + 2 * H * PW, PW, H, dprod,
+                              u * PW, Hp, VL)
             for b in range(B):
                 if t >= lengths[b]:
                     continue
                 hp = _h_prev(y, h0, lengths, reverse, t, b)[j0:j1]
                 d_rh = dprod[b, j0:j1]
                 rr = g_r[t, b, j0:j1]
-                dgr = dgi[row0 + b, j0:j1]
+                dgr = dgi[b, j0:j1]
                 dhb = dh[b, j0:j1]
                 for j in range(n):
                     r = np.float64(rr[j])
@@ -733,63 +656,68 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             if not barrier(ctrl, P, nbar):
                 return False
             for u in range(u0, u1):
-                panel_product(2, dgi, row0 * G, G, 1, B, whp, u * G * PW, PW, 2 * H, dprod,
-                              u * PW, Hp, VL)
+                panel_product(2, dgi, 0, G, 1, B, whp, u * G * PW, PW, 2 * H, dprod, u * PW, Hp,
+                              VL)
         for b in range(B):
             dhb = dh[b, j0:j1]
             dpb = dprod[b, j0:j1]
             for j in range(n):
                 dhb[j] += dpb[j]
-    # dW_ih, dW_hh and the biases for this part's units (rows g·H + j0 .. g·H + j1 - 1), as
-    # transposed products xT · dgi[:, own columns] accumulated over chunks of rows.
-    W = wihp.shape[2]
-    nq = -(-n // W)
-    part = np.empty((8, W), dgi.dtype)
-    dp = np.empty((nq, _CHUNK, W), dgi.dtype)
-    dp_n = np.empty((nq if reset_after else 0, _CHUNK, W), dgi.dtype)
-    acc_ih = np.zeros((I, 3 * nq * W), np.float64)
-    acc_hh = np.zeros((H, 3 * nq * W), np.float64)
-    s_ih = np.zeros((3, n), np.float64)
-    s_hn = np.zeros(n, np.float64)
-    for k0 in range(0, TB, _CHUNK):
-        kn = min(_CHUNK, TB - k0)
+        # The weight and bias gradients of this part's units: this step's rows.
+        for b in range(B):
+            xs[b, :I] = x[t, b]
+            hp = _h_prev(y, h0, lengths, reverse, t, b)
+            hs[b, :H] = hp
+            if not reset_after:
+                hidb = hid[b, :H]
+                rr = g_r[t, b]
+                for j in range(H):
+                    hidb[j] = rr[j] * hp[j]
         for g in range(3):
-            col = g * nq * W
-            _pack_own_columns(dgi, k0, kn, g * H + j0, n, dp, s_ih[g])
-            _accumulate_products(xT, k0, kn, dp, acc_ih, col, part)
-            if g < 2:  # dgh = dgi in the r and z columns
-                _accumulate_products(hT, k0, kn, dp, acc_hh, col, part)
-            elif reset_after:
-                _pack_own_columns(dgh, k0, kn, 2 * H + j0, n, dp_n, s_hn)
-                _accumulate_products(hT, k0, kn, dp_n, acc_hh, col, part)
-            else:
-                _accumulate_products(hidT, k0, kn, dp, acc_hh, col, part)
+            c0 = g * H + j0
+            for q in range(NQ):
+                panel_product(3, dgi, c0, 1, G, n, xs, q * W, Ip, B, c_ih, g * n * Ip + q * W,
+                              Ip, VL, True)
+            src = dgh if reset_after else dgi  # equal in the r and z columns
+            hsrc = hid if (g == 2 and not reset_after) else hs
+            for q in range(NQH):
+                panel_product(3, src, c0, 1, G, n, hsrc, q * W, Hq, B, c_hh, g * n * Hq + q * W,
+                              Hq, VL, True)
+            sg = s_ih[g]
+            for b in range(B):
+                row = dgi[b, c0:c0 + n]
+                for j in range(n):
+                    sg[j] += row[j]
+        if reset_after:
+            for b in range(B):
+                row = dgh[b, 2 * H + j0:2 * H + j1]
+                for j in range(n):
+                    s_hn[j] += row[j]
+        if (s + 1) % flush_every == 0 or s == T - 1:
+            for r in range(3 * n):
+                ar = acc_ih[r]
+                cr = c_ih[r]
+                for i in range(Ip):
+                    ar[i] += cr[i]
+                    cr[i] = 0
+                ar = acc_hh[r]
+                cr = c_hh[r]
+                for i in range(Hq):
+                    ar[i] += cr[i]
+                    cr[i] = 0
+        # dx_t = dgi W_ih for this part's rows of the step.
+        for q in range(NQ):
+            panel_product(3, dgi, b0 * G, G, 1, b1 - b0, wihp, q * G * W, W, G, dx,
+                          (t * B + b0) * Ip + q * W, Ip, VL)
     for g in range(3):
-        col = g * nq * W
         for c in range(n):
-            row_ih = dw_ih[g * H + j0 + c]
-            for i in range(I):
-                row_ih[i] = acc_ih[i, col + c]
-            row_hh = dw_hh[g * H + j0 + c]
-            for i in range(H):
-                row_hh[i] = acc_hh[i, col + c]
+            dw_ih[g * H + j0 + c, :] = acc_ih[g * n + c, :I]
+            dw_hh[g * H + j0 + c, :] = acc_hh[g * n + c, :H]
         db_ih[g * H + j0:g * H + j1] = s_ih[g]
         if g == 2 and reset_after:
             db_hh[g * H + j0:g * H + j1] = s_hn
         else:
             db_hh[g * H + j0:g * H + j1] = s_ih[g]
-    nbar += 1
-    if not barrier(ctrl, P, nbar):
-        return False
-    # dx = dgi W_ih for this part's range of rows.
-    r0 = TB * p // P
-    r1 = TB * (p + 1) // P
-    ldx = dxp.shape[1]
-    for m0 in range(r0, r1, 256):
-        rows = min(256, r1 - m0)
-        for q in range(NQ):
-            panel_product(3, dgi, m0 * G, G, 1, rows, wihp, q * G * W, W, G, dxp,
-                          m0 * ldx + q * W, ldx, W // 3)
     return True
 
 
@@ -804,36 +732,32 @@ def backward(cache, dy, dh_n):
     x, y, w_ih, w_hh = cache.x, cache.y, cache.w_ih, cache.w_hh
     T, B, H = y.shape
     I = x.shape[2]
-    TB = T * B
     dtype = x.dtype
     VL = vector_length(dtype)
     W = 3 * VL
+    x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=dtype)
     dh = np.array(dh_n, dtype=dtype, copy=True, order="C")
     h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
     reset_after = cache.reset_after
-    # dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the hidden side
-    # (differs in the n columns, × r, when reset_after; equal to dgi otherwise, so not stored).
-    dgi = np.empty((TB, 3 * H), dtype)
-    dgh = np.empty((TB, 3 * H), dtype) if reset_after else dgi
+    # This step's dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the
+    # hidden side (differs in the n columns, × r, when reset_after; equal to dgi otherwise).
+    dgi2 = np.empty((2, B, 3 * H), dtype)
+    dgh2 = np.empty((2, B, 3 * H), dtype) if reset_after else dgi2
     NB = -(-H // (2 * VL))
     NQ = -(-I // W)
     whp = np.empty((NB, 3 * H, 2 * VL), dtype)
     wihp = np.empty((NQ, 3 * H, W), dtype)
-    xT = np.empty((I, TB), dtype)
-    hT = np.empty((H, TB), dtype)
-    hidT = np.empty((H, TB) if not reset_after else (0, TB), dtype)
     dprod = np.empty((B, NB * 2 * VL), dtype)
-    dxp = np.empty((TB, NQ * W), dtype)
+    dxp = np.empty((T * B, NQ * W), dtype)
     dw_ih = np.empty(w_ih.shape, dtype)
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
     g = cache.gates
     P = _backward_threads(B, H, NB)
-    run_parts(_backward_part, P, (x.reshape(TB, I), y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih,
-                                  whp, wihp, xT, hT, hidT, cache.lengths, cache.reverse,
-                                  reset_after, dy, dh, dprod, dgi, dgh, dxp, dw_ih, dw_hh, db_ih,
-                                  db_hh))
+    run_parts(_backward_part, P, (x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, whp, wihp,
+                                  cache.lengths, cache.reverse, reset_after, dy, dh, dprod, dgi2,
+                                  dgh2, dxp, dw_ih, dw_hh, db_ih, db_hh))
     dx = dxp[:, :I].reshape(T, B, I)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
