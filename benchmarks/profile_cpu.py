@@ -1,35 +1,41 @@
-"""Where the time of one CPU forward pass goes (float32, inference), for the grid's larger sizes.
+"""Where the time of the CPU layer passes goes (float32), for the grid's larger sizes.
 
-Times the whole forward, the input projection alone, the per-step recurrent GEMMs alone (the same
-BLAS calls in a loop), and the recurrence kernel with its buffers reused; the gate math is the
-recurrence minus its GEMMs. Where torch is installed, also its `mm` on the same per-step product
-(torch links its own BLAS). Medians of repeated calls; run on a quiet machine.
+For each size: the forward (inference) and backward passes in one part and in the default number
+of parts (NUMGRU_NUM_THREADS, else the CPUs), so the parallel speed-up; the register tile alone on
+the same per-step products (input projection and recurrent product of every step, one thread),
+with its GFLOP/s, so that one part's forward splits into products and the rest (gate math,
+packing, copies). Medians of repeated calls; run it on a quiet machine.
 
     python benchmarks/profile_cpu.py
 """
 
+import os
 import statistics
 import time
 
 import numpy as np
 from numba import njit
 
-from numgru import cpu
-from numgru._blas import N_, T_, gemm
+from numgru import _sync, cpu
+from numgru._tile import pack_gates, panel_product
 
 SIZES = {"medium": (32, 100, 64, 256), "large": (64, 50, 256, 512), "long": (16, 500, 32, 128)}
 
 
-@njit(cache=True)
-def _step_gemms(h, w_hh, w_hh_t, gh, T):
-    """T times gh = h W_hh^T, with the same operands as the recurrence (reset_after=True)."""
+@njit(cache=True, error_model="numpy")
+def _step_products(x, h, wip, wp, gx, gh, T):
+    """The forward's per-step tile products for all panels, T times (reset_after=True)."""
     B, H = h.shape
-    G = w_hh.shape[0]
-    for _ in range(T):
-        if w_hh_t.size > 0:
-            gemm(N_, N_, B, G, H, np.float32(1), h, 0, H, w_hh_t, 0, G, np.float32(0), gh, 0, G)
-        else:
-            gemm(N_, T_, B, G, H, np.float32(1), h, 0, H, w_hh, 0, H, np.float32(0), gh, 0, G)
+    I = x.shape[1]
+    NB, _, W3 = wp.shape
+    VL = W3 // 3
+    Hp = NB * VL
+    G = 3 * Hp
+    for t in range(T):
+        for u in range(NB):
+            panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
+        for u in range(NB):
+            panel_product(3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
 
 
 def median_ms(fn, n=9):
@@ -42,13 +48,25 @@ def median_ms(fn, n=9):
     return statistics.median(times) * 1e3
 
 
-def main():
+def passes(x, h0, w, lengths, dy, threads):
+    """(forward ms, backward ms) with `threads` parts allowed (None: the default)."""
+    old = os.environ.get("NUMGRU_NUM_THREADS")
+    if threads is not None:
+        os.environ["NUMGRU_NUM_THREADS"] = str(threads)
     try:
-        import torch  # optional: the baseline's per-step GEMM, for comparison only
+        fwd = median_ms(lambda: cpu.forward(x, h0, *w, lengths))
+        _, _, cache = cpu.forward(x, h0, *w, lengths, train=True)
+        bwd = median_ms(lambda: cpu.backward(cache, dy, h0))
+    finally:
+        if old is None:
+            os.environ.pop("NUMGRU_NUM_THREADS", None)
+        else:
+            os.environ["NUMGRU_NUM_THREADS"] = old
+    return fwd, bwd
 
-        torch.set_num_threads(2)
-    except ImportError:
-        torch = None
+
+def main():
+    print(f"threads allowed: {_sync.max_threads()}")
     for name, (B, T, I, H) in SIZES.items():
         rng = np.random.default_rng(0)
         f = np.float32
@@ -58,33 +76,23 @@ def main():
         w_ih = rng.uniform(-bound, bound, (3 * H, I)).astype(f)
         w_hh = rng.uniform(-bound, bound, (3 * H, H)).astype(f)
         b = np.zeros(3 * H, f)
+        w = (w_ih, w_hh, b, b)
         lengths = np.full(B, T, np.int64)
-        gi = np.empty((T * B, 3 * H), f)
-        gh = np.empty((B, 3 * H), f)
-        y = np.empty((T, B, H), f)
-        gates = np.zeros((4, 1, B, H), f)
-        w_hh_t = cpu._transposed_for_small_batch(w_hh, B)
-        total = median_ms(lambda: cpu.forward(x, h0, w_ih, w_hh, b, b, lengths))
-        proj = median_ms(lambda: cpu._project_kernel(x, w_ih, f(1), gi))
-        steps = median_ms(lambda: _step_gemms(h0, w_hh, w_hh_t, gh, T))
-        rec = median_ms(lambda: cpu._recurrence_kernel(
-            gi, w_hh, w_hh_t, b, b, lengths, False, True, False, f(1), y, h0.copy(), gates[0],
-            gates[1], gates[2], gates[3]))
-        gflops = 2 * B * H * 3 * H * T / steps / 1e6
-        print(f"{name}: forward {total:.2f} ms = input projection {proj:.2f} + per-step GEMMs "
-              f"{steps:.2f} ({gflops:.0f} GFLOP/s) + gate math {rec - steps:.2f} "
-              f"({(rec - steps) * 1e6 / (B * H * T):.1f} ns per unit and step) + the rest "
-              f"{total - proj - rec:.2f}")
-        if torch is not None:  # the baseline's BLAS on the same per-step product, same process
-            ht, wt, out = torch.from_numpy(h0), torch.from_numpy(w_hh), torch.empty(B, 3 * H)
-
-            def torch_steps():
-                for _ in range(T):
-                    torch.mm(ht, wt.t(), out=out)
-
-            t_mm = median_ms(torch_steps)
-            print(f"   torch.mm on the same per-step product: {t_mm:.2f} ms "
-                  f"({2 * B * H * 3 * H * T / t_mm / 1e6:.0f} GFLOP/s)")
+        dy = rng.standard_normal((T, B, H)).astype(f)
+        fwd1, bwd1 = passes(x, h0, w, lengths, dy, 1)
+        fwdp, bwdp = passes(x, h0, w, lengths, dy, None)
+        P = cpu._recurrence_threads(B, H, -(-H // 16))
+        wip, wp = pack_gates(w_ih), pack_gates(w_hh)
+        gx = np.empty((B, 3 * wp.shape[0] * 16), f)
+        gh = np.empty_like(gx)
+        prod = median_ms(lambda: _step_products(x.reshape(T * B, I), h0, wip, wp, gx, gh, T))
+        flops = 2 * T * B * (I + H) * 3 * H
+        print(f"{name}: forward {fwd1:.2f} ms in one part = tile products {prod:.2f} "
+              f"({flops / prod / 1e6:.0f} GFLOP/s) + gate math and the rest {fwd1 - prod:.2f} "
+              f"({(fwd1 - prod) * 1e6 / (T * B * H):.1f} ns per unit and step); "
+              f"{fwdp:.2f} ms in {P} parts ({fwd1 / fwdp:.2f}x)")
+        print(f"   backward {bwd1:.2f} ms in one part, {bwdp:.2f} ms in {P} parts "
+              f"({bwd1 / bwdp:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,26 @@
 """Numba CPU backend: @njit kernels for one GRU layer and one direction, signatures as reference.py.
 
-Work split: every matrix product is one BLAS GEMM (`_blas.gemm`, SciPy's BLAS with its own
-threads): the input projection of all steps, each step's recurrent product, and after the reverse
-loop dx, dW_ih and dW_hh over all T·B rows. Between two per-step GEMMs the gate math of each batch
-row is one fused loop over the hidden units, compiled to SIMD code (float32 sigmoid/tanh from
-_mathfn, numpy error model so no division check breaks vectorisation). There is no `prange` in the
-recurrence, so no Numba thread pool ever spins against BLAS's threads inside it (a per-step GEMM
-inside a `prange` region was seen to run 40 times slower).
+A layer pass (`forward`, `backward`) runs as P parts (`_sync.run_parts`: compiled `nogil` kernels
+on numgru's own Python threads, P = min(threads allowed, weight panels), 1 for small products).
+Each part owns a slice of the hidden units and packs its own panels of the weights once per call;
+the parts meet at an atomic barrier once per step (twice for reset_after=False), since every
+step reads the whole previous state. Every matrix product runs in the register tile of `_tile`
+(LLVM vector IR, fused multiply-adds into accumulators held in registers). Per step and part:
+- forward: x_t W_ih^T and h W_hh^T for its units' three gates, then their gate math (one fused
+  loop per row, float32 sigmoid/tanh from _mathfn that LLVM vectorises; numpy error model, so no
+  division check breaks the loop) and its slice of the next state (double-buffered);
+- backward: its units' gate gradients, then (after the barrier) its slice of dgh W_hh into dh,
+  the rows of dW_ih, dW_hh and the biases for its units (float32 chains of about _FLUSH_ROWS
+  rows added into float64 sums), and its share of the rows of dx_t.
+Every entry's arithmetic is the same whatever the partition, so results do not depend on the
+number of threads (tested bit for bit). No BLAS call is made in these passes: an OpenBLAS thread
+pool spin-waits after each call and, sharing the cores with the parts, slowed the per-step
+barriers down several times. No Numba threading layer is used either (its OpenMP pool spins
+against BLAS, its workqueue pool aborts on concurrent callers); a second caller while the
+parts are busy runs its pass as one part on its own thread, with the same results.
+
+The GRUCell step (`step`) keeps the BLAS path (`_project_kernel`, `_recurrence_kernel`): one
+step at a small batch does not pay for packing the weights.
 
 Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
 hn = W_hn h + b_hn (W_hn (r ⊙ h) + b_hn, unused, for reset_after=False: one layout keeps the loops
@@ -14,8 +28,9 @@ free of branches), four (T, B, H) blocks, plus a reference to the input x: T·B�
 The state entering each step is not stored: for a valid step it is the previous valid step's
 output (y[t-1] forward, y[t+1] reverse) or h0.
 
-Numba caches these kernels per source file: after editing _mathfn.py or _blas.py alone, delete
-numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone never has stale ones).
+Numba caches these kernels per source file: after editing _mathfn.py, _tile.py, _sync.py or
+_blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone never has
+stale ones).
 
 Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
 """
@@ -34,9 +49,9 @@ _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisi
 
 @njit(inline="always", **_JIT)
 def _forward_row(gi, gh, b_ih, b_hh, h, y, g_r, g_z, g_n, g_hn, H, one, reset_after, train):
-    """One batch row of one step: gates from gi = W_i x and gh = W_h h (3H each; gh's n part is
-    W_hn (r ⊙ h) when not reset_after); h (H) is updated in place and copied to y (H); with train,
-    the gates r, z, n and hn (H each) are kept.
+    """One batch row of one step (the GRUCell step's path): gates from gi = W_i x and gh = W_h h
+    (3H each; gh's n part is W_hn (r ⊙ h) when not reset_after); h (H) is updated in place and
+    copied to y (H); with train, the gates r, z, n and hn (H each) are kept.
 
     Written so that LLVM vectorises the loops (seen: 6 times faster than the scalar loop): the
     branch on train sits outside them, the variant is a select, each stored gate has an array of
@@ -79,7 +94,8 @@ def _project_kernel(x, w_ih, one, gi):
 @njit(**_JIT)
 def _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_after, train, one,
                        y, h, g_r, g_z, g_n, g_hn):
-    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps.
+    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps, with BLAS GEMMs (the GRUCell step's
+    path; a layer pass runs `_recurrence_part`).
 
     gi (T·B, 3H) from _project_kernel; y (T,B,H) written; h (B,H) holds h0 on entry and h_n on
     exit; g_r, g_z, g_n, g_hn (T,B,H) written when train (else (1,B,H) scratch). The per-step GEMM
@@ -176,7 +192,7 @@ def _pack_gate_panels(w, u0, u1, wp):
 def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, reverse,
                      reset_after, train, one, gx, hbuf, rh, gh, y, g_r, g_z, g_n, g_hn):
     """Part p of P of a whole forward pass (the math of `_project_kernel` and
-    `_recurrence_kernel`) with the register tile of `_tile`.
+    `_recurrence_kernel`, reference.forward) with the register tile of `_tile`.
 
     This part owns the hidden units of panels [NB·p/P, NB·(p+1)/P) and packs its own panels of
     W_ih and W_hh into wip and wp (`_tile.pack_gates` layout). Per step it computes their three
@@ -291,15 +307,6 @@ def _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after,
     h[...] = hbuf[T % 2]
 
 
-def _transposed_for_small_batch(w_hh, B):
-    """W_hh^T (H, 3H) as a contiguous copy when the batch is small enough for the per-step GEMM to
-    run faster on it (see _recurrence_kernel), else an empty array."""
-    H = w_hh.shape[1]
-    if B * H <= 2048:
-        return np.ascontiguousarray(w_hh.T)
-    return np.empty((0, 0), w_hh.dtype)
-
-
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
     """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None)."""
     T, B, _ = x.shape
@@ -355,144 +362,19 @@ def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
 
 
 @njit(inline="always", **_JIT)
-def _backward_row(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi, dgh, hid_n, H, reset_after):
-    """One batch row of one step, backwards: from dh (H, dL/dh_t without the output's share) and dy,
-    the pre-activation gradients dgi and dgh (3H), and dh becomes the direct share dh_t ⊙ z.
-    For reset_after=False, dgi's r block waits for W_hn^T da_n (second pass in the caller), dgh is
-    dgi itself, and hid_n gets r ⊙ h_prev.
+def _backward_units(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi_r, dgi_z, dgi_n, dgh_r, dgh_z,
+                    dgh_n, n, reset_after):
+    """One batch row of one step, backwards, on n hidden units, every gate block a 0-based view of
+    its own: from dh (dL/dh_t without the output's share) and dy, the pre-activation gradients
+    dgi_* and dgh_*, and dh becomes the direct share dh_t ⊙ z. For reset_after=False, dgi_r waits
+    for W_hn^T da_n (the caller's second phase) and dgh_* are not written (dgh is dgi).
 
     The arithmetic runs in float64 (the literal 1.0 promotes it) and rounds once per stored value:
     there is no transcendental here, so it costs little, and it keeps float32 gradients as close
-    to the float64 reference as the float32 GEMMs allow. Each loop stores into one block only
-    (several blocks of one array at run-time offsets in one loop stay scalar; see _forward_row),
-    so the row takes a few short passes, each vectorised, all in L1.
+    to the float64 reference as the float32 products allow. Each loop stores into one block only
+    (several stores per loop into blocks of one array left loops scalar), so the row takes a few
+    short passes, each vectorised, all in L1.
     """
-    dgi_r = dgi[:H]
-    dgi_z = dgi[H:2 * H]
-    dgi_n = dgi[2 * H:]
-    for j in range(H):  # da_n = dh' (1 - z)(1 - n²)
-        z = np.float64(g_z[j])
-        n = np.float64(g_n[j])
-        dgi_n[j] = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - n * n)
-    for j in range(H):  # da_z = dh' (h - n) z (1 - z)
-        z = np.float64(g_z[j])
-        dgi_z[j] = (np.float64(dh[j]) + dy[j]) * (np.float64(h_prev[j]) - g_n[j]) * z * (1.0 - z)
-    if reset_after:
-        for j in range(H):  # da_r = da_n hn r (1 - r)
-            z = np.float64(g_z[j])
-            n = np.float64(g_n[j])
-            r = np.float64(g_r[j])
-            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - n * n)
-            dgi_r[j] = da_n * g_hn[j] * r * (1.0 - r)
-        dgh_rz = dgh[:2 * H]
-        dgh_n = dgh[2 * H:]
-        for k in range(2 * H):  # r and z: the hidden side sees the same gradient
-            dgh_rz[k] = dgi[k]
-        for j in range(H):  # n: the hidden side is scaled by r
-            z = np.float64(g_z[j])
-            n = np.float64(g_n[j])
-            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - n * n)
-            dgh_n[j] = da_n * g_r[j]
-    else:
-        for j in range(H):
-            hid_n[j] = np.float64(g_r[j]) * h_prev[j]
-    for j in range(H):  # the direct path to h_{t-1}: dh' z
-        dh[j] = (np.float64(dh[j]) + dy[j]) * g_z[j]
-
-
-@njit(**_JIT)
-def _backward_recurrence_kernel(y, h0, g_r, g_z, g_n, g_hn, w_hh, lengths, reverse, reset_after,
-                                one, dy, dh, dgi, dgh, hid_n):
-    """The reverse loop over the steps.
-
-    dh (B,H) holds dL/dh_n on entry and dL/dh0 on exit. Writes the rows of dgi (T·B, 3H), dgh
-    (T·B, 3H; dgi itself when not reset_after) and hid_n (T·B, H; r ⊙ h_prev, reset_after=False).
-    """
-    T, B, H = y.shape
-    G = 3 * H
-    d_rh = np.empty((B, H), y.dtype)  # W_hn^T da_n: the gradient of r ⊙ h (reset_after=False)
-    for s in range(T):
-        t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        row0 = t * B  # first row of step t in dgi / dgh
-        for b in range(B):
-            g = row0 + b
-            if t >= lengths[b]:
-                dgi[g, :] = 0  # an invalid step passes dh through untouched
-                if reset_after:
-                    dgh[g, :] = 0
-                continue
-            if not reverse:
-                h_prev = y[t - 1, b] if t > 0 else h0[b]
-            else:
-                h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
-            _backward_row(g_r[t, b], g_z[t, b], g_n[t, b], g_hn[t, b], h_prev, dy[t, b], dh[b],
-                          dgi[g], dgh[g], hid_n[g if not reset_after else 0], H, reset_after)
-        if reset_after:
-            gemm(N_, N_, B, H, G, one, dgh, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
-        else:
-            # r enters through W_hn (r ⊙ h): its gradient needs the whole row of da_n first.
-            gemm(N_, N_, B, H, H, one, dgi, row0 * G + 2 * H, G, w_hh, 2 * H * H, H, 0, d_rh, 0, H)
-            for b in range(B):
-                if t >= lengths[b]:
-                    continue
-                if not reverse:
-                    h_prev = y[t - 1, b] if t > 0 else h0[b]
-                else:
-                    h_prev = y[t + 1, b] if t + 1 < lengths[b] else h0[b]
-                dgb = dgi[row0 + b]
-                dhb = dh[b]
-                for j in range(H):
-                    r = np.float64(g_r[t, b, j])
-                    dgb[j] = d_rh[b, j] * h_prev[j] * r * (1.0 - r)
-                    dhb[j] += d_rh[b, j] * r
-            gemm(N_, N_, B, H, 2 * H, one, dgi, row0 * G, G, w_hh, 0, H, one, dh, 0, H)
-
-
-@njit(**_JIT)
-def _backward_reduce_kernel(x, y, h0, dgi, dgh, hid_n, w_ih, lengths, reverse, reset_after, one,
-                            dx, dw_ih, dw_hh, db_ih, db_hh):
-    """After the reverse loop: dx (T,B,I), dw_ih (3H,I), dw_hh (3H,H), db_ih, db_hh (3H,), each a
-    reduction over all T·B rows (one GEMM each), overwritten."""
-    T, B, I = x.shape
-    H = y.shape[2]
-    G = 3 * H
-    TB = T * B
-    gemm(N_, N_, TB, I, G, one, dgi, 0, G, w_ih, 0, I, 0, dx, 0, I)
-    gemm(T_, N_, G, I, TB, one, dgi, 0, G, x, 0, I, 0, dw_ih, 0, I)
-    # dW_hh = Σ_t dgh_t^T h_prev_t. For t past each sequence's first step h_prev_t is the
-    # neighbouring output (y[t-1] forward, y[t+1] reverse) and rows of invalid steps are zero, so
-    # one GEMM over shifted views covers them; the first steps (t = 0, or t = length-1 reverse)
-    # take h0 in a second, small GEMM over their gathered rows.
-    rows_rz = 3 * H if reset_after else 2 * H  # rows of dW_hh that multiply h_prev itself
-    first = np.empty((B, G), dgi.dtype)
-    for b in range(B):
-        t0 = lengths[b] - 1 if reverse else 0
-        first[b] = dgh[t0 * B + b]
-    if reverse:
-        gemm(T_, N_, rows_rz, H, TB - B, one, dgh, 0, G, y, B * H, H, 0, dw_hh, 0, H)
-    else:
-        gemm(T_, N_, rows_rz, H, TB - B, one, dgh, B * G, G, y, 0, H, 0, dw_hh, 0, H)
-    gemm(T_, N_, rows_rz, H, B, one, first, 0, G, h0, 0, H, one, dw_hh, 0, H)
-    if not reset_after:
-        gemm(T_, N_, H, H, TB, one, dgi, 2 * H, G, hid_n, 0, H, 0, dw_hh, 2 * H * H, H)
-    # Bias gradients: column sums over T·B rows, accumulated in float64 (a float32 running sum of
-    # many rows would lose the accuracy that the GEMMs above keep by blocking).
-    acc_ih = np.zeros(G, np.float64)
-    acc_hh = np.zeros(G, np.float64)
-    for g in range(TB):
-        for k in range(G):
-            acc_ih[k] += dgi[g, k]
-            acc_hh[k] += dgh[g, k]
-    db_ih[:] = acc_ih
-    db_hh[:] = acc_hh
-
-
-@njit(inline="always", **_JIT)
-def _backward_units(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi_r, dgi_z, dgi_n, dgh_r, dgh_z,
-                    dgh_n, n, reset_after):
-    """`_backward_row` on n hidden units of one row, every gate block a 0-based view of its own.
-    For reset_after=False, dgi_r waits for W_hn^T da_n (the caller's second phase) and dgh_* are
-    not written (dgh is dgi)."""
     for j in range(n):  # da_n = dh' (1 - z)(1 - n²)
         z = np.float64(g_z[j])
         nv = np.float64(g_n[j])
@@ -555,8 +437,8 @@ _FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (th
 def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
                    reverse, reset_after, dy, dh, dprod, dgi2, dgh2, dx, dw_ih, dw_hh, db_ih,
                    db_hh):
-    """Part p of P of a whole backward pass (the math of `_backward_recurrence_kernel` and
-    `_backward_reduce_kernel`), step by step, with the register tile of `_tile`.
+    """Part p of P of a whole backward pass (BPTT for `forward`; the math of
+    reference.backward), step by step, with the register tile of `_tile`.
 
     This part owns the hidden units of W_hh's column panels [NB·p/P, NB·(p+1)/P) (whp (NB, 3H,
     2·VL), which it packs itself, as it packs its share of W_ih's column panels wihp (NQ, 3H,

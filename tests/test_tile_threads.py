@@ -1,0 +1,232 @@
+"""The register-tiled product, the in-kernel weight packers and the parts/barrier machinery of the
+CPU backend (numgru/_tile.py, numgru/_sync.py, the *_part kernels of numgru/cpu.py).
+
+Truths: numpy products in float64 for the tile; the numpy packers of _tile (plain reshapes and
+transposes) for the compiled ones; for the threads, the same computation run as one part, since
+every entry's arithmetic is independent of the partition (so results must be bit-identical), and
+the float64 NumPy reference for the layer passes run in several parts.
+"""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+import numgru as ng
+from numgru import _sync, cpu, reference
+from numgru._tile import pack_columns, pack_gates, panel_product, vector_length
+from helpers import assert_close
+
+
+@njit(error_model="numpy")
+def _product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
+    panel_product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nv", [1, 2, 3])
+def test_panel_product_against_numpy(dtype, nv):
+    """Every row-tile shape (8, 4, 2, 1 and their mixes), k across the k-block boundary, a
+    strided a, and the accumulate mode."""
+    rng = np.random.default_rng(nv)
+    VL = vector_length(dtype)
+    for M in [1, 2, 3, 5, 7, 8, 13, 17]:
+        for K in [1, 3, 128, 131, 300]:
+            lda, ka = (K + 3, 1) if M % 2 else (1, M + 2)  # row-major with padding, or columns
+            a = rng.standard_normal(M * max(lda, 1) + K * ka + 8).astype(dtype)
+            W = nv * VL
+            bp = rng.standard_normal((K, W + 5)).astype(dtype)  # a panel with a wider row
+            ldc, vstride = nv * VL + 7, VL
+            c0 = rng.standard_normal((M, ldc)).astype(dtype)
+            am = np.array([[a[2 + m * lda + k * ka] for k in range(K)] for m in range(M)],
+                          np.float64)
+            want = am @ bp[:, 1:1 + W].astype(np.float64)
+            scale = np.abs(am) @ np.abs(bp[:, 1:1 + W].astype(np.float64)) + 1
+            eps = np.finfo(dtype).eps
+            for acc in (False, True):
+                c = c0.copy()
+                _product(nv, a, 2, lda, ka, M, bp.reshape(-1), 1, W + 5, K, c.reshape(-1), 0,
+                         ldc, vstride, acc)
+                got = c[:, :W].astype(np.float64) - (c0[:, :W] if acc else 0)
+                # one chain of K fused multiply-adds per entry: error below (K + 2) eps of the
+                # sum of |terms| (+ the rounding of adding c0)
+                err = np.abs(got - want) / scale
+                assert err.max() <= (K + 4) * eps, (M, K, acc, err.max())
+                assert np.array_equal(c[:, W:], c0[:, W:]), "wrote outside the tile"
+
+
+def test_tile_is_one_fma_chain_per_entry():
+    """Splitting k (the k blocks, the accumulate mode) continues the same chain: the product of
+    300 terms equals, bit for bit, the product computed as 128 + 128 + 44 with acc."""
+    rng = np.random.default_rng(0)
+    M, K, VL = 8, 300, vector_length(np.float32)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    bp = rng.standard_normal((K, 3 * VL)).astype(np.float32)
+    whole = np.zeros((M, 3 * VL), np.float32)
+    _product(3, a.reshape(-1), 0, K, 1, M, bp.reshape(-1), 0, 3 * VL, K, whole.reshape(-1), 0,
+             3 * VL, VL, False)
+    parts = np.zeros((M, 3 * VL), np.float32)
+    for k0, kn in [(0, 100), (100, 150), (250, 50)]:
+        _product(3, a.reshape(-1), k0, K, 1, M, bp.reshape(-1), k0 * 3 * VL, 3 * VL, kn,
+                 parts.reshape(-1), 0, 3 * VL, VL, k0 > 0)
+    assert np.array_equal(whole, parts)
+
+
+@njit
+def _pack_gates_compiled(w, NB, VL):
+    wp = np.empty((NB, w.shape[1], 3 * VL), w.dtype)
+    cpu._pack_gate_panels(w, 0, NB, wp)
+    return wp
+
+
+@njit
+def _pack_columns_compiled(m, width):
+    nq = -(-m.shape[1] // width)
+    bp = np.empty((nq, m.shape[0], width), m.dtype)
+    cpu._pack_column_panels(m, 0, nq, bp)
+    return bp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("H,K", [(1, 3), (16, 5), (20, 7), (37, 16), (64, 64)])
+def test_compiled_packers_match_numpy_layout(dtype, H, K):
+    rng = np.random.default_rng(H)
+    VL = vector_length(dtype)
+    w = rng.standard_normal((3 * H, K)).astype(dtype)
+    ref = pack_gates(w)
+    assert np.array_equal(_pack_gates_compiled(w, ref.shape[0], VL), ref)
+    # the layout itself, element by element
+    for g in range(3):
+        for j in range(H):
+            assert np.array_equal(ref[j // VL, :, g * VL + j % VL], w[g * H + j])
+    for width in (VL, 2 * VL, 3 * VL):
+        refc = pack_columns(w, width)
+        assert np.array_equal(_pack_columns_compiled(w, width), refc)
+        assert np.array_equal(refc.transpose(1, 0, 2).reshape(3 * H, -1)[:, :K], w)
+
+
+# -- parts and barrier --
+
+@njit(nogil=True)
+def _exchange(p, P, ctrl, out, steps):
+    """Each part writes its step number, then (after the barrier) checks every other part's."""
+    for s in range(steps):
+        out[p, s] = s
+        if not _sync.barrier(ctrl, P, s + 1):
+            return False
+        for q in range(P):
+            if out[q, s] != s:
+                out[p, s] = -1  # a write of another part was not visible after the barrier
+    return True
+
+
+@pytest.mark.parametrize("P", [1, 2, 3, 5])
+def test_barrier_makes_every_write_visible(P):
+    steps = 2000
+    out = np.full((P, steps), -5, np.int64)
+    _sync.run_parts(_exchange, P, (out, steps))
+    assert np.array_equal(out, np.tile(np.arange(steps), (P, 1)))
+
+
+def test_a_part_that_fails_releases_the_others_and_raises():
+    def kernel(p, P, ctrl, out, steps):
+        if p == 1:
+            raise ValueError("part 1 could not start")
+        return _exchange(p, P, ctrl, out, steps)
+
+    out = np.zeros((2, 10), np.int64)
+    errors = []
+
+    def call():
+        try:
+            _sync.run_parts(kernel, 2, (out, 10))
+        except ValueError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=call)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the surviving part hung at its barrier"
+    assert errors and "part 1 could not start" in str(errors[0])
+
+
+def test_busy_pool_runs_the_whole_pass_in_one_part():
+    out = np.zeros((1, 50), np.int64)
+    with _sync._BUSY:  # another call owns the pool: this one runs on its own thread
+        _sync.run_parts(_exchange, 4, (out, 50))
+    assert np.array_equal(out[0], np.arange(50))
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_num_threads_setting_is_checked(monkeypatch, value):
+    monkeypatch.setenv("NUMGRU_NUM_THREADS", value)
+    with pytest.raises(ValueError, match=r"NUMGRU_NUM_THREADS: expected a positive integer, got"):
+        _sync.max_threads()
+
+
+def test_num_threads_setting_is_used(monkeypatch):
+    monkeypatch.setenv("NUMGRU_NUM_THREADS", "3")
+    assert _sync.max_threads() == 3
+    monkeypatch.delenv("NUMGRU_NUM_THREADS")
+    assert 1 <= _sync.max_threads() <= (os.cpu_count() or 1)
+
+
+# -- the layer passes in several parts --
+
+def _layer_pass(threads, monkeypatch, reset_after, bidirectional, dtype, lengths):
+    monkeypatch.setenv("NUMGRU_NUM_THREADS", str(threads))
+    rng = np.random.default_rng(5)
+    gru = ng.GRU(7, 112, num_layers=2, bidirectional=bidirectional, reset_after=reset_after,
+                 dtype=dtype, device="cpu", seed=1, batch_first=True)
+    x = rng.standard_normal((16, 9, 7))
+    y, h = gru.forward(x, lengths=lengths, train=True)
+    dx, dh0 = gru.backward(rng.standard_normal(y.shape), rng.standard_normal(h.shape))
+    return [y, h, dx, dh0, gru.flat_grads.copy()]
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_results_do_not_depend_on_the_number_of_threads(monkeypatch, reset_after,
+                                                        bidirectional):
+    """B·H·H is above the parallel threshold: 1, 2 and 3 parts (3 splits the 7 forward and 4
+    backward float32 panels unevenly) give the same bits, float32 and float64, with lengths."""
+    assert 6 * 16 * 112 * 112 >= cpu._PARALLEL_MIN_FLOPS
+    lengths = np.array([9, 3, 9, 1, 5, 9, 8, 2, 9, 9, 4, 6, 9, 7, 1, 9])
+    for dtype in ("float32", "float64"):
+        one = _layer_pass(1, monkeypatch, reset_after, bidirectional, dtype, lengths)
+        for threads in (2, 3):
+            many = _layer_pass(threads, monkeypatch, reset_after, bidirectional, dtype, lengths)
+            assert cpu._recurrence_threads(16, 112, 7) == threads  # float32 panels: 7 and 4
+            assert cpu._backward_threads(16, 112, 4) == threads
+            for a, b in zip(one, many):
+                assert np.array_equal(a, b), (dtype, threads)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_parallel_passes_against_the_reference(monkeypatch, reset_after, reverse):
+    """cpu.forward / cpu.backward in 3 parts against the float64 NumPy reference (float32 and
+    float64), with lengths, at a size that is not a multiple of any panel."""
+    monkeypatch.setenv("NUMGRU_NUM_THREADS", "3")
+    rng = np.random.default_rng(11)
+    T, B, I, H = 6, 19, 53, 101
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    w = [rng.standard_normal(s) * 0.3 for s in [(3 * H, I), (3 * H, H), (3 * H,), (3 * H,)]]
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((B, H))
+    dy = rng.standard_normal((T, B, H))
+    dh = rng.standard_normal((B, H))
+    y_r, h_r, c_r = reference.forward(x, h0, *w, lengths, reverse=reverse,
+                                      reset_after=reset_after, train=True)
+    want = [y_r, h_r, *reference.backward(c_r, dy, dh)]
+    assert cpu._recurrence_threads(B, H, -(-H // 16)) == 3
+    for dtype, tol in [(np.float64, 1e-12), (np.float32, 4e-6)]:
+        f = [a.astype(dtype) for a in (x, h0, *w)]
+        y, h, c = cpu.forward(*f, lengths, reverse=reverse, reset_after=reset_after, train=True)
+        got = [y, h, *cpu.backward(c, dy.astype(dtype), dh.astype(dtype))]
+        for name, g_, w_ in zip(["y", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"],
+                                got, want):
+            assert_close(f"{name} {np.dtype(dtype).name}", g_, w_, tol)
