@@ -112,11 +112,20 @@ def yield_core(typingctx):
 
 
 @njit(inline="always", cache=True)
-def barrier(ctrl, P, n):
-    """The n-th barrier (n = 1, 2, ...) of P threads sharing ctrl. False when aborted."""
+def arrive(ctrl, P):
+    """The first half of a barrier: this part's writes so far are published to the others."""
+    if P > 1:
+        atomic_add(ctrl, 0, 1)
+
+
+@njit(inline="always", cache=True)
+def wait(ctrl, P, n):
+    """The second half of the n-th barrier (n = 1, 2, ...): returns when all P parts have
+    arrived at it (True), or when a part aborted (False). Work between `arrive` and `wait` must
+    not touch what the others write before they arrive (a split barrier: a part that is ahead
+    does that work instead of spinning)."""
     if P == 1:
         return True
-    atomic_add(ctrl, 0, 1)
     target = P * n
     spins = 0
     while atomic_load(ctrl, 0) < target:
@@ -128,6 +137,13 @@ def barrier(ctrl, P, n):
         else:
             yield_core()
     return True
+
+
+@njit(inline="always", cache=True)
+def barrier(ctrl, P, n):
+    """The n-th barrier (n = 1, 2, ...) of P parts sharing ctrl. False when aborted."""
+    arrive(ctrl, P)
+    return wait(ctrl, P, n)
 
 
 # -- the pool --

@@ -41,7 +41,7 @@ from numba import njit
 from ._blas import N_, T_, gemm
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
-from ._sync import barrier, max_threads, run_parts
+from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import pack_gates, panel_product, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
@@ -225,12 +225,13 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
     bhz = b_hh[H + j0:H + j1]
     bhn = b_hh[2 * H + j0:2 * H + j1]
     nbar = 0
+    t = T - 1 if reverse else 0
+    for u in range(u0, u1):  # the first step's input projection (the others: see the barrier)
+        panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
     for s in range(T):
         t = T - 1 - s if reverse else s
         h = hbuf[s % 2]
         h_next = hbuf[(s + 1) % 2]
-        for u in range(u0, u1):
-            panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
         if reset_after:
             for u in range(u0, u1):
                 panel_product(3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
@@ -269,7 +270,15 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
                            y[t, b, j0:j1], g_r[tg, b, j0:j1], g_z[tg, b, j0:j1],
                            g_n[tg, b, j0:j1], g_hn[tg, b, j0:j1], n, one, reset_after, train)
         nbar += 1
-        if not barrier(ctrl, P, nbar):
+        arrive(ctrl, P)
+        if s + 1 < T:
+            # The next step's input projection needs no other part's result: a part that is
+            # ahead computes it here instead of waiting.
+            t1 = T - 2 - s if reverse else s + 1
+            for u in range(u0, u1):
+                panel_product(3, x, t1 * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G,
+                              Hp)
+        if not wait(ctrl, P, nbar):
             return False
     return True
 
@@ -431,6 +440,79 @@ def _pack_column_panels(m, q0, q1, bp):
 
 
 _FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (then into float64)
+_CHUNK_ROWS = 128  # rows of T·B per weight-gradient product (k of the tile)
+
+
+@njit(inline="always", **_JIT)
+def _dx_rows(dgi, t, b0, b1, wihp, dx):
+    """dx_t = dgi W_ih for the rows b0..b1 of step t (dgi: that step's (B, 3H) gradients; dx:
+    (T·B, Ip), padded to whole panels)."""
+    B, G = dgi.shape
+    NQ = wihp.shape[0]
+    W = wihp.shape[2]
+    Ip = dx.shape[1]
+    for q in range(NQ):
+        panel_product(3, dgi, b0 * G, G, 1, b1 - b0, wihp, q * G * W, W, G, dx,
+                      (t * B + b0) * Ip + q * W, Ip, W // 3)
+
+
+@njit(inline="always", **_JIT)
+def _flush(c_ih, c_hh, acc_ih, acc_hh):
+    """The float32 sums of the weight gradients into the float64 ones (and back to 0)."""
+    for r in range(c_ih.shape[0]):
+        ar = acc_ih[r]
+        cr = c_ih[r]
+        for i in range(cr.size):
+            ar[i] += cr[i]
+            cr[i] = 0
+        ar = acc_hh[r]
+        cr = c_hh[r]
+        for i in range(cr.size):
+            ar[i] += cr[i]
+            cr[i] = 0
+
+
+@njit(inline="always", **_JIT)
+def _weight_chunk(K, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, reset_after,
+                  unflushed, force, VL):
+    """The weight and bias gradients of one chunk of K rows for a part's n units: c_ih (3n, Ip)
+    += aT (3n, ·) xs, c_hh (3n, Hq) += aT hs (the n block: aTn hs for reset_after, aT hid
+    otherwise), the column sums into s_ih (3, n) and s_hn (n); the float32 sums go into the
+    float64 ones every _FLUSH_ROWS rows (and with force). VL: elements per vector. Returns the
+    rows not yet flushed."""
+    n = s_ih.shape[1]
+    RC = aT.shape[1]
+    Ip = xs.shape[1]
+    Hq = hs.shape[1]
+    W = 3 * VL
+    for g in range(3):
+        for q in range(Ip // W):
+            panel_product(3, aT, g * n * RC, RC, 1, n, xs, q * W, Ip, K, c_ih,
+                          g * n * Ip + q * W, Ip, VL, True)
+        hsrc = hid if (g == 2 and not reset_after) else hs
+        a_n = aTn if (g == 2 and reset_after) else aT  # dgh = dgi in the r and z blocks
+        off = 0 if (g == 2 and reset_after) else g * n * RC
+        for q in range(Hq // W):
+            panel_product(3, a_n, off, RC, 1, n, hsrc, q * W, Hq, K, c_hh, g * n * Hq + q * W,
+                          Hq, VL, True)
+    for r in range(3 * n):
+        sg = 0.0
+        ar = aT[r, :K]
+        for k in range(K):
+            sg += ar[k]
+        s_ih[r // n, r % n] += sg
+    if reset_after:
+        for c in range(n):
+            sg = 0.0
+            ar = aTn[c, :K]
+            for k in range(K):
+                sg += ar[k]
+            s_hn[c] += sg
+    unflushed += K
+    if unflushed >= _FLUSH_ROWS or force:
+        _flush(c_ih, c_hh, acc_ih, acc_hh)
+        unflushed = 0
+    return unflushed
 
 
 @njit(nogil=True, **_JIT)
@@ -443,15 +525,16 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     This part owns the hidden units of W_hh's column panels [NB·p/P, NB·(p+1)/P) (whp (NB, 3H,
     2·VL), which it packs itself, as it packs its share of W_ih's column panels wihp (NQ, 3H,
     3·VL), read by every part after the first barrier). Per step (reverse order):
-    - its units' gate gradients, dgi and dgh (this step's rows: dgi2[s % 2], dgh2[s % 2], each
-      (B, 3H), double-buffered because every part reads them after the barrier), and the direct
-      share of dh (B, H), dh' ⊙ z;
+    - its units' gate gradients, dgi and dgh (this step's rows: dgi2[s % 3], dgh2[s % 3], each
+      (B, 3H); every part reads them after the barrier, and the previous step's until the next
+      barrier, hence three buffers), and the direct share of dh (B, H), dh' ⊙ z;
     - after a barrier, its slice of dgh W_hh (the product with every unit's gate gradients) into
       dprod (B, 2·VL·NB) and then into dh (reset_after=False first needs W_hn^T da_n over all
       units: one more barrier);
     - the rows of dW_ih and dW_hh for its units, += dgi^T x_t and dgh^T h_prev (its own columns
-      only), in float32 chains of about _FLUSH_ROWS rows that are then added into float64
-      sums, and the bias gradients (float64 sums);
+      only), one product per chunk of about _CHUNK_ROWS rows, in float32 chains of about
+      _FLUSH_ROWS rows that are then added into float64 sums, and the bias gradients (float64
+      sums);
     - its share of the rows of dx_t = dgi W_ih, into dx (T·B, Ip), padded to whole panels.
     """
     T, B, H = y.shape
@@ -476,21 +559,30 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     _pack_column_panels(w_hh, u0, u1, whp)
     _pack_column_panels(w_ih, NQ * p // P, NQ * (p + 1) // P, wihp)
     dtype = dx.dtype
-    xs = np.zeros((B, Ip), dtype)  # x_t, padded to whole panels
-    hs = np.zeros((B, Hq), dtype)  # h_prev of each row, padded
-    hid = np.zeros((B, Hq if not reset_after else 0), dtype)  # r ⊙ h_prev (reset_after=False)
+    # The weight gradients go in chunks of KS steps (about _CHUNK_ROWS rows): this part's columns
+    # of dgi (and dgh's n block) transposed into aT / aTn, with the rows of x_t and h_prev beside
+    # them (xs, hs; hid = r ⊙ h_prev for reset_after=False), padded to whole panels.
+    KS = max(1, _CHUNK_ROWS // B)
+    RC = KS * B
+    aT = np.empty((3 * n, RC), dtype)
+    aTn = np.empty((n if reset_after else 0, RC), dtype)
+    xs = np.zeros((RC, Ip), dtype)
+    hs = np.zeros((RC, Hq), dtype)
+    hid = np.zeros((RC if not reset_after else 0, Hq), dtype)
     c_ih = np.zeros((3 * n, Ip), dtype)  # this chunk's float32 (or float64) sums
     c_hh = np.zeros((3 * n, Hq), dtype)
     acc_ih = np.zeros((3 * n, Ip), np.float64)
     acc_hh = np.zeros((3 * n, Hq), np.float64)
     s_ih = np.zeros((3, n), np.float64)
     s_hn = np.zeros(n, np.float64)
-    flush_every = max(1, _FLUSH_ROWS // B)
+    rows = 0  # rows in the current chunk
+    pending = 0  # rows of a full chunk whose products are still to run
+    unflushed = 0  # rows in the float32 sums c_ih, c_hh
     nbar = 0
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        dgi = dgi2[s % 2]
-        dgh = dgh2[s % 2]
+        dgi = dgi2[s % 3]
+        dgh = dgh2[s % 3]
         for b in range(B):
             gr = dgi[b]
             if t >= lengths[b]:  # an invalid step passes dh through untouched
@@ -511,7 +603,17 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
                             hr[j0:j1], hr[H + j0:H + j1], hr[2 * H + j0:2 * H + j1], n,
                             reset_after)
         nbar += 1
-        if not barrier(ctrl, P, nbar):
+        arrive(ctrl, P)
+        # Work that needs nothing the others write in this step: the previous step's dx (its
+        # gate gradients are complete and stay until the next barrier) and a full chunk's
+        # weight-gradient products. A part that is ahead does it instead of waiting.
+        if s > 0:
+            _dx_rows(dgi2[(s - 1) % 3], (s - 1) if reverse else T - s, b0, b1, wihp, dx)
+        if pending > 0:
+            unflushed = _weight_chunk(pending, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh,
+                                      s_ih, s_hn, reset_after, unflushed, False, VL)
+            pending = 0
+        if not wait(ctrl, P, nbar):
             return False
         if reset_after:
             for u in range(u0, u1):
@@ -545,52 +647,39 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             dpb = dprod[b, j0:j1]
             for j in range(n):
                 dhb[j] += dpb[j]
-        # The weight and bias gradients of this part's units: this step's rows.
+        # The weight and bias gradients of this part's units: this step's rows into the chunk.
         for b in range(B):
-            xs[b, :I] = x[t, b]
+            row = rows + b
+            xs[row, :I] = x[t, b]
             hp = _h_prev(y, h0, lengths, reverse, t, b)
-            hs[b, :H] = hp
+            hs[row, :H] = hp
             if not reset_after:
-                hidb = hid[b, :H]
+                hidb = hid[row, :H]
                 rr = g_r[t, b]
                 for j in range(H):
                     hidb[j] = rr[j] * hp[j]
-        for g in range(3):
-            c0 = g * H + j0
-            for q in range(NQ):
-                panel_product(3, dgi, c0, 1, G, n, xs, q * W, Ip, B, c_ih, g * n * Ip + q * W,
-                              Ip, VL, True)
-            src = dgh if reset_after else dgi  # equal in the r and z columns
-            hsrc = hid if (g == 2 and not reset_after) else hs
-            for q in range(NQH):
-                panel_product(3, src, c0, 1, G, n, hsrc, q * W, Hq, B, c_hh, g * n * Hq + q * W,
-                              Hq, VL, True)
-            sg = s_ih[g]
-            for b in range(B):
-                row = dgi[b, c0:c0 + n]
-                for j in range(n):
-                    sg[j] += row[j]
-        if reset_after:
-            for b in range(B):
-                row = dgh[b, 2 * H + j0:2 * H + j1]
-                for j in range(n):
-                    s_hn[j] += row[j]
-        if (s + 1) % flush_every == 0 or s == T - 1:
-            for r in range(3 * n):
-                ar = acc_ih[r]
-                cr = c_ih[r]
-                for i in range(Ip):
-                    ar[i] += cr[i]
-                    cr[i] = 0
-                ar = acc_hh[r]
-                cr = c_hh[r]
-                for i in range(Hq):
-                    ar[i] += cr[i]
-                    cr[i] = 0
-        # dx_t = dgi W_ih for this part's rows of the step.
-        for q in range(NQ):
-            panel_product(3, dgi, b0 * G, G, 1, b1 - b0, wihp, q * G * W, W, G, dx,
-                          (t * B + b0) * Ip + q * W, Ip, VL)
+            for g in range(3):
+                src = dgi[b, g * H + j0:g * H + j1]
+                for c in range(n):
+                    aT[g * n + c, row] = src[c]
+            if reset_after:
+                src = dgh[b, 2 * H + j0:2 * H + j1]
+                for c in range(n):
+                    aTn[c, row] = src[c]
+        rows += B
+        if rows == RC:
+            pending = rows  # its products run in the next step's barrier window
+            rows = 0
+    # The last step's dx and the last chunk (every part has passed the last barrier).
+    _dx_rows(dgi2[(T - 1) % 3], T - 1 if reverse else 0, b0, b1, wihp, dx)
+    if pending > 0:
+        unflushed = _weight_chunk(pending, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh,
+                                  s_ih, s_hn, reset_after, unflushed, False, VL)
+    if rows > 0:
+        unflushed = _weight_chunk(rows, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih,
+                                  s_hn, reset_after, unflushed, True, VL)
+    elif unflushed > 0:
+        _flush(c_ih, c_hh, acc_ih, acc_hh)
     for g in range(3):
         for c in range(n):
             dw_ih[g * H + j0 + c, :] = acc_ih[g * n + c, :I]
@@ -624,8 +713,8 @@ def backward(cache, dy, dh_n):
     reset_after = cache.reset_after
     # This step's dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the
     # hidden side (differs in the n columns, × r, when reset_after; equal to dgi otherwise).
-    dgi2 = np.empty((2, B, 3 * H), dtype)
-    dgh2 = np.empty((2, B, 3 * H), dtype) if reset_after else dgi2
+    dgi2 = np.empty((3, B, 3 * H), dtype)
+    dgh2 = np.empty((3, B, 3 * H), dtype) if reset_after else dgi2
     NB = -(-H // (2 * VL))
     NQ = -(-I // W)
     whp = np.empty((NB, 3 * H, 2 * VL), dtype)
