@@ -147,6 +147,7 @@ _t8_1, _t4_1, _t2_1, _t1_1 = (_make_tile(r, 1) for r in (8, 4, 2, 1))
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _rows(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
+    """The row tiles of one k block (see panel_products); a, bp and c are 1-D."""
     m = 0
     while m + 8 <= M:
         if nv == 3:
@@ -196,15 +197,37 @@ def _rows(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, 
 K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a product's row tiles
 
 
+@njit(cache=True, error_model="numpy")
+def _panels(nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
+            n_panels, acc):
+    """panel_products on 1-D arrays. Not inlined: the twelve tile shapes compile once per dtype,
+    not at every call site (inlined everywhere, they made the first compile five times longer),
+    and one call covers all of a part's panels (a call per panel was measurable at batch 1)."""
+    for i in range(n_panels):
+        for k0 in range(0, K, K_BLOCK):
+            kn = min(K_BLOCK, K - k0)
+            _rows(nv, a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb, kn,
+                  c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def panel_products(nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc,
+                   vstride, n_panels, acc=False):
+    """n_panels panel products (`panel_product`), panel i at bp_off + i·bp_step writing c from
+    c_off + i·c_step, in one call."""
+    _panels(np.int64(nv), a.reshape(a.size), a_off, lda, np.int64(ka), M, bp.reshape(bp.size),
+            bp_off, bp_step, ldb, K, c.reshape(c.size), c_off, c_step, ldc, vstride,
+            np.int64(n_panels), bool(acc))
+
+
 @njit(inline="always", cache=True, error_model="numpy")
 def panel_product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride,
                   acc=False):
     """Rows 0..M-1 of one panel product: c[m, v·vstride + i] (+)= Σ_k a[m, k] bp[k, v·VL + i],
-    for v < nv (1, 2 or 3 panel vectors, a compile-time choice in practice), with a and c
-    addressed as in the tile (a[m, k] at a_off + m·lda + k·ka, row m of c at c_off + m·ldc).
-    Rows go 8 at a time, then 4, 2, 1; k goes in blocks of K_BLOCK so that a block of the panel
-    stays in L1 while every row tile passes over it (each entry is still one chain over k)."""
-    for k0 in range(0, K, K_BLOCK):
-        kn = min(K_BLOCK, K - k0)
-        _rows(nv, a, a_off + k0 * ka, lda, ka, M, bp, bp_off + k0 * ldb, ldb, kn, c, c_off, ldc,
-              vstride, acc or k0 > 0)
+    for v < nv (1, 2 or 3 panel vectors), with a and c addressed as in the tile (a[m, k] at
+    a_off + m·lda + k·ka, row m of c at c_off + m·ldc). Rows go 8 at a time, then 4, 2, 1; k
+    goes in blocks of K_BLOCK so that a block of the panel stays in L1 while every row tile
+    passes over it (each entry is still one chain over k). a, bp and c must be C-contiguous
+    (they are addressed through flat offsets)."""
+    panel_products(nv, a, a_off, lda, ka, M, bp, bp_off, 0, ldb, K, c, c_off, 0, ldc, vstride,
+                   1, acc)

@@ -42,7 +42,7 @@ from ._blas import N_, T_, gemm
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._sync import arrive, barrier, max_threads, run_parts, wait
-from ._tile import pack_gates, panel_product, vector_length
+from ._tile import panel_products, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -166,6 +166,21 @@ def _forward_units(gir, giz, gin, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, 
             y[j] = h_new
 
 
+@njit(**_JIT)
+def _zero(a):
+    """a[:] = 0 for a 1-D array (a call: Numba compiles slice assignments slowly, and the part
+    kernels have many)."""
+    for i in range(a.size):
+        a[i] = 0
+
+
+@njit(**_JIT)
+def _copy(dst, src):
+    """dst[:] = src for 1-D arrays of one size (see _zero)."""
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
 @njit(inline="always", **_JIT)
 def _pack_gate_panels(w, u0, u1, wp):
     """wp[u, k, g·VL + i] = w[g·H + u·VL + i, k] (0 past H) for the panels u0..u1 of wp (NB, K,
@@ -226,18 +241,19 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
     bhn = b_hh[2 * H + j0:2 * H + j1]
     nbar = 0
     t = T - 1 if reverse else 0
-    for u in range(u0, u1):  # the first step's input projection (the others: see the barrier)
-        panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
+    # the first step's input projection (the others: see the barrier)
+    panel_products(3, x, t * B * I, I, 1, B, wip, u0 * I * W3, I * W3, W3, I, gx, u0 * VL, VL, G,
+                   Hp, u1 - u0)
     for s in range(T):
         t = T - 1 - s if reverse else s
         h = hbuf[s % 2]
         h_next = hbuf[(s + 1) % 2]
         if reset_after:
-            for u in range(u0, u1):
-                panel_product(3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
+            panel_products(3, h, 0, H, 1, B, wp, u0 * H * W3, H * W3, W3, H, gh, u0 * VL, VL, G,
+                           Hp, u1 - u0)
         else:
-            for u in range(u0, u1):
-                panel_product(2, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
+            panel_products(2, h, 0, H, 1, B, wp, u0 * H * W3, H * W3, W3, H, gh, u0 * VL, VL, G,
+                           Hp, u1 - u0)
             for b in range(B):
                 gir = gx[b, j0:j1]
                 ghr = gh[b, j0:j1]
@@ -248,19 +264,18 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            for u in range(u0, u1):
-                panel_product(1, rh, 0, H, 1, B, wp, u * H * W3 + 2 * VL, W3, H, gh,
-                              2 * Hp + u * VL, G, Hp)
+            panel_products(1, rh, 0, H, 1, B, wp, u0 * H * W3 + 2 * VL, H * W3, W3, H, gh,
+                           2 * Hp + u0 * VL, VL, G, Hp, u1 - u0)
         tg = t if train else 0
         for b in range(B):
             if t >= lengths[b]:
-                y[t, b, j0:j1] = 0
-                h_next[b, j0:j1] = h[b, j0:j1]
+                _zero(y[t, b, j0:j1])
+                _copy(h_next[b, j0:j1], h[b, j0:j1])
                 if train:
-                    g_r[t, b, j0:j1] = 0
-                    g_z[t, b, j0:j1] = 0
-                    g_n[t, b, j0:j1] = 0
-                    g_hn[t, b, j0:j1] = 0
+                    _zero(g_r[t, b, j0:j1])
+                    _zero(g_z[t, b, j0:j1])
+                    _zero(g_n[t, b, j0:j1])
+                    _zero(g_hn[t, b, j0:j1])
                 continue
             gxb = gx[b]
             ghb = gh[b]
@@ -275,9 +290,8 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
             # The next step's input projection needs no other part's result: a part that is
             # ahead computes it here instead of waiting.
             t1 = T - 2 - s if reverse else s + 1
-            for u in range(u0, u1):
-                panel_product(3, x, t1 * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G,
-                              Hp)
+            panel_products(3, x, t1 * B * I, I, 1, B, wip, u0 * I * W3, I * W3, W3, I, gx,
+                           u0 * VL, VL, G, Hp, u1 - u0)
         if not wait(ctrl, P, nbar):
             return False
     return True
@@ -443,7 +457,7 @@ _FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (th
 _CHUNK_ROWS = 128  # rows of T·B per weight-gradient product (k of the tile)
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
 def _dx_rows(dgi, t, b0, b1, wihp, dx):
     """dx_t = dgi W_ih for the rows b0..b1 of step t (dgi: that step's (B, 3H) gradients; dx:
     (T·B, Ip), padded to whole panels)."""
@@ -451,12 +465,11 @@ def _dx_rows(dgi, t, b0, b1, wihp, dx):
     NQ = wihp.shape[0]
     W = wihp.shape[2]
     Ip = dx.shape[1]
-    for q in range(NQ):
-        panel_product(3, dgi, b0 * G, G, 1, b1 - b0, wihp, q * G * W, W, G, dx,
-                      (t * B + b0) * Ip + q * W, Ip, W // 3)
+    panel_products(3, dgi, b0 * G, G, 1, b1 - b0, wihp, 0, G * W, W, G, dx, (t * B + b0) * Ip, W,
+                   Ip, W // 3, NQ)
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
 def _flush(c_ih, c_hh, acc_ih, acc_hh):
     """The float32 sums of the weight gradients into the float64 ones (and back to 0)."""
     for r in range(c_ih.shape[0]):
@@ -472,29 +485,27 @@ def _flush(c_ih, c_hh, acc_ih, acc_hh):
             cr[i] = 0
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
 def _weight_chunk(K, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, reset_after,
-                  unflushed, force, VL):
+                  unflushed, VL):
     """The weight and bias gradients of one chunk of K rows for a part's n units: c_ih (3n, Ip)
     += aT (3n, ·) xs, c_hh (3n, Hq) += aT hs (the n block: aTn hs for reset_after, aT hid
     otherwise), the column sums into s_ih (3, n) and s_hn (n); the float32 sums go into the
-    float64 ones every _FLUSH_ROWS rows (and with force). VL: elements per vector. Returns the
-    rows not yet flushed."""
+    float64 ones every _FLUSH_ROWS rows. VL: elements per vector. Returns the rows not yet
+    flushed."""
     n = s_ih.shape[1]
     RC = aT.shape[1]
     Ip = xs.shape[1]
     Hq = hs.shape[1]
     W = 3 * VL
     for g in range(3):
-        for q in range(Ip // W):
-            panel_product(3, aT, g * n * RC, RC, 1, n, xs, q * W, Ip, K, c_ih,
-                          g * n * Ip + q * W, Ip, VL, True)
+        panel_products(3, aT, g * n * RC, RC, 1, n, xs, 0, W, Ip, K, c_ih, g * n * Ip, W, Ip, VL,
+                       Ip // W, True)
         hsrc = hid if (g == 2 and not reset_after) else hs
         a_n = aTn if (g == 2 and reset_after) else aT  # dgh = dgi in the r and z blocks
         off = 0 if (g == 2 and reset_after) else g * n * RC
-        for q in range(Hq // W):
-            panel_product(3, a_n, off, RC, 1, n, hsrc, q * W, Hq, K, c_hh, g * n * Hq + q * W,
-                          Hq, VL, True)
+        panel_products(3, a_n, off, RC, 1, n, hsrc, 0, W, Hq, K, c_hh, g * n * Hq, W, Hq, VL,
+                       Hq // W, True)
     for r in range(3 * n):
         sg = 0.0
         ar = aT[r, :K]
@@ -509,7 +520,7 @@ def _weight_chunk(K, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_h
                 sg += ar[k]
             s_hn[c] += sg
     unflushed += K
-    if unflushed >= _FLUSH_ROWS or force:
+    if unflushed >= _FLUSH_ROWS:
         _flush(c_ih, c_hh, acc_ih, acc_hh)
         unflushed = 0
     return unflushed
@@ -586,14 +597,14 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
         for b in range(B):
             gr = dgi[b]
             if t >= lengths[b]:  # an invalid step passes dh through untouched
-                gr[j0:j1] = 0
-                gr[H + j0:H + j1] = 0
-                gr[2 * H + j0:2 * H + j1] = 0
+                _zero(gr[j0:j1])
+                _zero(gr[H + j0:H + j1])
+                _zero(gr[2 * H + j0:2 * H + j1])
                 if reset_after:
                     hr = dgh[b]
-                    hr[j0:j1] = 0
-                    hr[H + j0:H + j1] = 0
-                    hr[2 * H + j0:2 * H + j1] = 0
+                    _zero(hr[j0:j1])
+                    _zero(hr[H + j0:H + j1])
+                    _zero(hr[2 * H + j0:2 * H + j1])
                 continue
             hp = _h_prev(y, h0, lengths, reverse, t, b)
             hr = dgh[b] if reset_after else gr
@@ -610,19 +621,18 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
         if s > 0:
             _dx_rows(dgi2[(s - 1) % 3], (s - 1) if reverse else T - s, b0, b1, wihp, dx)
         if pending > 0:
-            unflushed = _weight_chunk(pending, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh,
-                                      s_ih, s_hn, reset_after, unflushed, False, VL)
+            unflushed = _weight_chunk(np.int64(pending), aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih,
+                                      acc_hh, s_ih, s_hn, reset_after, np.int64(unflushed), VL)
             pending = 0
         if not wait(ctrl, P, nbar):
             return False
         if reset_after:
-            for u in range(u0, u1):
-                panel_product(2, dgh, 0, G, 1, B, whp, u * G * PW, PW, G, dprod, u * PW, Hp, VL)
+            panel_products(2, dgh, 0, G, 1, B, whp, u0 * G * PW, G * PW, PW, G, dprod, u0 * PW,
+                           PW, Hp, VL, u1 - u0)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
-            for u in range(u0, u1):
-                panel_product(2, dgi, 2 * H, G, 1, B, whp, u * G * PW + 2 * H * PW, PW, H, dprod,
-                              u * PW, Hp, VL)
+            panel_products(2, dgi, 2 * H, G, 1, B, whp, u0 * G * PW + 2 * H * PW, G * PW, PW, H,
+                           dprod, u0 * PW, PW, Hp, VL, u1 - u0)
             for b in range(B):
                 if t >= lengths[b]:
                     continue
@@ -639,9 +649,8 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            for u in range(u0, u1):
-                panel_product(2, dgi, 0, G, 1, B, whp, u * G * PW, PW, 2 * H, dprod, u * PW, Hp,
-                              VL)
+            panel_products(2, dgi, 0, G, 1, B, whp, u0 * G * PW, G * PW, PW, 2 * H, dprod,
+                           u0 * PW, PW, Hp, VL, u1 - u0)
         for b in range(B):
             dhb = dh[b, j0:j1]
             dpb = dprod[b, j0:j1]
@@ -650,9 +659,9 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
         # The weight and bias gradients of this part's units: this step's rows into the chunk.
         for b in range(B):
             row = rows + b
-            xs[row, :I] = x[t, b]
+            _copy(xs[row, :I], x[t, b])
             hp = _h_prev(y, h0, lengths, reverse, t, b)
-            hs[row, :H] = hp
+            _copy(hs[row, :H], hp)
             if not reset_after:
                 hidb = hid[row, :H]
                 rr = g_r[t, b]
@@ -672,23 +681,21 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             rows = 0
     # The last step's dx and the last chunk (every part has passed the last barrier).
     _dx_rows(dgi2[(T - 1) % 3], T - 1 if reverse else 0, b0, b1, wihp, dx)
-    if pending > 0:
-        unflushed = _weight_chunk(pending, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh,
-                                  s_ih, s_hn, reset_after, unflushed, False, VL)
-    if rows > 0:
-        unflushed = _weight_chunk(rows, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih,
-                                  s_hn, reset_after, unflushed, True, VL)
-    elif unflushed > 0:
+    last = pending if pending > 0 else rows
+    if last > 0:
+        unflushed = _weight_chunk(np.int64(last), aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih,
+                                  acc_hh, s_ih, s_hn, reset_after, np.int64(unflushed), VL)
+    if unflushed > 0:
         _flush(c_ih, c_hh, acc_ih, acc_hh)
     for g in range(3):
         for c in range(n):
-            dw_ih[g * H + j0 + c, :] = acc_ih[g * n + c, :I]
-            dw_hh[g * H + j0 + c, :] = acc_hh[g * n + c, :H]
-        db_ih[g * H + j0:g * H + j1] = s_ih[g]
+            _copy(dw_ih[g * H + j0 + c], acc_ih[g * n + c, :I])
+            _copy(dw_hh[g * H + j0 + c], acc_hh[g * n + c, :H])
+        _copy(db_ih[g * H + j0:g * H + j1], s_ih[g])
         if g == 2 and reset_after:
-            db_hh[g * H + j0:g * H + j1] = s_hn
+            _copy(db_hh[g * H + j0:g * H + j1], s_hn)
         else:
-            db_hh[g * H + j0:g * H + j1] = s_ih[g]
+            _copy(db_hh[g * H + j0:g * H + j1], s_ih[g])
     return True
 
 
