@@ -42,7 +42,7 @@ from ._blas import N_, T_, gemm
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._sync import arrive, barrier, max_threads, run_parts, wait
-from ._tile import panel_products, vector_length
+from ._tile import panel_products, prefer_wide_vectors, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -219,6 +219,7 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
     H), step s reads hbuf[s % 2] and writes the other. x is (T·B, I). With train, the gates of
     invalid steps are written as 0. Returns False when another part aborted.
     """
+    prefer_wide_vectors()
     T, B, H = y.shape
     I = x.shape[1]
     NB = wp.shape[0]
@@ -548,6 +549,7 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
       sums);
     - its share of the rows of dx_t = dgi W_ih, into dx (T·B, Ip), padded to whole panels.
     """
+    prefer_wide_vectors()
     T, B, H = y.shape
     I = x.shape[2]
     G = 3 * H
