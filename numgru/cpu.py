@@ -458,6 +458,21 @@ _FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (th
 _CHUNK_ROWS = 128  # rows of T·B per weight-gradient product (k of the tile)
 
 
+@njit(**_JIT)  # called once per step and gate: not inlined (compile time)
+def _transpose_into(src, c0, n, dst, r0, k0):
+    """dst[r0 + c, k0 + b] = src[b, c0 + c] for every row b of src and c < n, in 16 × 16 blocks
+    (each written line of dst gets 16 values at once)."""
+    B = src.shape[0]
+    for cb in range(0, n, 16):
+        ce = min(cb + 16, n)
+        for bb in range(0, B, 16):
+            be = min(bb + 16, B)
+            for c in range(cb, ce):
+                drow = dst[r0 + c]
+                for b in range(bb, be):
+                    drow[k0 + b] = src[b, c0 + c]
+
+
 @njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
 def _dx_rows(dgi, t, b0, b1, wihp, dx):
     """dx_t = dgi W_ih for the rows b0..b1 of step t (dgi: that step's (B, 3H) gradients; dx:
@@ -669,14 +684,10 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
                 rr = g_r[t, b]
                 for j in range(H):
                     hidb[j] = rr[j] * hp[j]
-            for g in range(3):
-                src = dgi[b, g * H + j0:g * H + j1]
-                for c in range(n):
-                    aT[g * n + c, row] = src[c]
-            if reset_after:
-                src = dgh[b, 2 * H + j0:2 * H + j1]
-                for c in range(n):
-                    aTn[c, row] = src[c]
+        for g in range(3):
+            _transpose_into(dgi, g * H + j0, n, aT, g * n, rows)
+        if reset_after:
+            _transpose_into(dgh, 2 * H + j0, n, aTn, 0, rows)
         rows += B
         if rows == RC:
             pending = rows  # its products run in the next step's barrier window
