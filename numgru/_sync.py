@@ -4,8 +4,10 @@ A GRU step depends on the whole previous state, so a recurrence split over threa
 slice of the hidden units) meets once per step. The barrier is a shared int64 counter in an
 array: each thread adds 1 (a sequentially consistent atomic, so its stores to the shared state
 are visible to the others once they see the count) and waits until the count reaches
-P·(number of barriers passed). Waiting spins with the CPU's pause hint, then yields the core
-(sched_yield) after about 100 µs, so an oversubscribed machine slows down instead of stalling.
+P·(number of barriers passed); `arrive` and `wait` are its two halves, so that a part can do
+work between them that needs nothing the others write in that step. Waiting spins with the
+CPU's pause hint, then yields the core (sched_yield) after 1000 hints (tens of µs), so an
+oversubscribed machine slows down instead of stalling.
 
 No Numba threading layer is involved (its OpenMP pool spins against BLAS's threads, and its
 workqueue pool aborts on concurrent callers). The parts run on plain Python threads of a small

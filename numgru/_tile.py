@@ -1,25 +1,31 @@
-"""Register-tiled matrix product for the recurrent step, on weights packed once per call.
+"""Register-tiled matrix products for the CPU layer passes, on weights packed once per call.
 
 The per-step product of a GRU, h (B, H) times W_hh^T (H, 3H), is small (B rows) and repeated T
 times on the same weights. A general BLAS call packs both operands on every call and, with
-several threads, splits one small product between them. Here the weights are packed once into
-panels (`pack_w_hh`) and each thread of the recurrence multiplies its own panels with a register
-tile written directly in LLVM vector IR: R rows of A × NV vectors of one 64-byte panel row, R·NV
-accumulators kept in registers across the whole k loop, one fused multiply-add per vector and k.
-Measured single-threaded on this machine's AVX-512 core at 141-147 GFLOP/s in float32 (its
-peak is about 148), against 118-197 GFLOP/s for two-threaded BLAS on the same products.
+several threads, splits one small product between them. Here each part of a pass (cpu.py)
+packs its own weight panels once and multiplies them with a register tile written directly in
+LLVM vector IR: R rows of A × NV vectors of one 64-byte panel row, R·NV accumulators kept in
+registers across the k loop, one fused multiply-add per vector and k. Measured single-threaded
+on this machine's AVX-512 core at 141-147 GFLOP/s in float32 (its peak is about 148), against
+118-197 GFLOP/s for two-threaded BLAS on the same products (`panel_products` at 8 rows × 48
+columns; benchmarks/profile_cpu.py shows it inside the passes).
 
 Explicit 512-bit vector types are used: LLVM's loop vectoriser keeps to 256 bits on this CPU
-(its tuning prefers them), but legalises explicit <16 x float> operations to full-width
-registers where AVX-512 exists, and splits them into narrower ones where it does not, so the
-code is correct on any x86-64 or ARM target and fast where the hardware is.
+(its tuning prefers them; `prefer_wide_vectors` lifts that for a function), but legalises
+explicit <16 x float> operations to full-width registers where AVX-512 exists, and splits them
+into narrower ones where it does not, so the code is correct on any x86-64 or ARM target and
+fast where the hardware is.
 
 Summation order: every entry is one chain of fused multiply-adds over k = 0..K-1, whichever tile
-shape, thread or partition computes it, so results do not depend on the number of threads.
+shape, k block, thread or partition computes it, so results do not depend on the number of
+threads.
 
-Panel layout (`pack_gates`): wp[u, k, g·VL + i] = W_hh[g·H + u·VL + i, k] for gate g in (r, z, n)
-and unit u·VL + i < H (0 past H), VL = 64 bytes / itemsize: unit block u's three gates side by
-side, one 3·VL row per k, so a tile reads one contiguous row per k.
+Panel layouts. Gate panels (`pack_gates`, the forward's W_ih and W_hh): wp[u, k, g·VL + i] =
+W[g·H + u·VL + i, k] for gate g in (r, z, n) and unit u·VL + i < H (0 past H), VL = 64 bytes /
+itemsize: unit block u's three gates side by side, one 3·VL row per k. Column panels
+(`pack_columns`, the backward's W_hh and W_ih): panel q holds columns q·width .. of a (K, N)
+matrix, one row per k. The numpy packers here define the layouts (the tests check the compiled
+packers of cpu.py against them).
 """
 
 import numpy as np
@@ -64,134 +70,120 @@ def pack_columns(m, width):
     return p
 
 
-def _make_tile(R, NV):
-    """An intrinsic computing one R × (NV·VL) tile:
+def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, ldb, K, C, c_off,
+               ldc, vstride, acc):
+    """LLVM IR for one R × (NV·VL) tile:
     c[c_off + r·ldc + v·vstride + i] = Σ_k a[a_off + r·lda + k·ka] · bp[bp_off + k·ldb + v·VL + i]
     for r < R, v < NV, i < VL, k < K; c is overwritten, or with acc added to (the chain of
-    fused multiply-adds starts from c's values). All offsets and strides are in elements."""
+    fused multiply-adds starts from c's values). A, B, C are data pointers; offsets and strides
+    are int64 values, in elements."""
+    bits = 32 if fty == ir.FloatType() else 64
+    align = bits // 8
+    vty = ir.VectorType(fty, VL)
+    i32 = ir.IntType(32)
+    i64 = ir.IntType(64)
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        "llvm.fma.v%d%s" % (VL, "f32" if bits == 32 else "f64"))
+    zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * VL)
+    undef = ir.Constant(vty, ir.Undefined)
+    splat0 = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
+    # Accumulators as stack slots (LLVM's mem2reg turns them into registers): 0, or with acc
+    # the tile's current values in c, so that a product split along k continues one chain of
+    # fused multiply-adds (the same result as the unsplit product).
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)] for _ in range(R)]
+
+    def c_ptr(r, v):
+        row = builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc))
+        off = builder.add(row, builder.mul(ir.Constant(i64, v), vstride))
+        return builder.bitcast(builder.gep(C, [off]), vty.as_pointer())
+
+    with builder.if_then(acc):
+        for r in range(R):
+            for v in range(NV):
+                builder.store(builder.load(c_ptr(r, v), align=align), accs[r][v])
+    a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)) for r in range(R)]
+    with cgutils.for_range(builder, K) as loop:
+        k = loop.index
+        brow = builder.add(bp_off, builder.mul(k, ldb))
+        a_k = builder.mul(k, ka)
+        bvecs = []
+        for v in range(NV):
+            p = builder.gep(B, [builder.add(brow, ir.Constant(i64, v * VL))])
+            bvecs.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=align))
+        for r in range(R):
+            s = builder.load(builder.gep(A, [builder.add(a_rows[r], a_k)]))
+            sv = builder.shuffle_vector(
+                builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat0)
+            for v in range(NV):
+                builder.store(builder.call(fma, [sv, bvecs[v], builder.load(accs[r][v])]),
+                              accs[r][v])
+    for r in range(R):
+        for v in range(NV):
+            builder.store(builder.load(accs[r][v]), c_ptr(r, v), align=align)
+
+
+def _make_rows(NV):
+    """An intrinsic computing rows 0..M-1 of one k block of a panel product with NV panel
+    vectors (see `panel_product`): tiles of 8 rows, then one of 4, 2 and 1 as the remainder
+    needs."""
 
     @intrinsic
-    def tile(typingctx, a, a_off, lda, ka, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
+    def rows(typingctx, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
         if not all(isinstance(arr, types.Array) for arr in (a, bp, c)):
             return None
         if a.dtype not in (types.float32, types.float64) or bp.dtype != a.dtype or \
                 c.dtype != a.dtype:
             return None
         intp = types.intp
-        sig = types.void(a, intp, intp, intp, bp, intp, intp, intp, c, intp, intp, intp,
+        sig = types.void(a, intp, intp, intp, intp, bp, intp, intp, intp, c, intp, intp, intp,
                          types.boolean)
 
         def codegen(context, builder, signature, args):
-            a_v, a_off, lda, ka, bp_v, bp_off, ldb, K, c_v, c_off, ldc, vstride, acc = args
+            a_v, a_off, lda, ka, M, bp_v, bp_off, ldb, K, c_v, c_off, ldc, vstride, acc = args
             tys = signature.args
-            bits = tys[0].dtype.bitwidth
             fty = context.get_value_type(tys[0].dtype)
-            VL = _VECTOR_BYTES * 8 // bits
-            vty = ir.VectorType(fty, VL)
-            i32 = ir.IntType(32)
-            i64 = context.get_value_type(intp)
+            VL = _VECTOR_BYTES * 8 // tys[0].dtype.bitwidth
             A = context.make_array(tys[0])(context, builder, a_v).data
-            B = context.make_array(tys[4])(context, builder, bp_v).data
-            C = context.make_array(tys[8])(context, builder, c_v).data
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                "llvm.fma.v%d%s" % (VL, "f32" if bits == 32 else "f64"))
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * VL)
-            undef = ir.Constant(vty, ir.Undefined)
-            splat0 = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
-            # Accumulators as stack slots (LLVM's mem2reg turns them into registers): 0, or with
-            # acc the tile's current values in c, so that a product split along k continues one
-            # chain of fused multiply-adds (the same result as the unsplit product).
-            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)]
-                    for _ in range(R)]
+            B = context.make_array(tys[5])(context, builder, bp_v).data
+            C = context.make_array(tys[9])(context, builder, c_v).data
+            acc = context.cast(builder, acc, tys[13], types.boolean)
+            i64 = ir.IntType(64)
 
-            def c_ptr(r, v):
-                row = builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc))
-                off = builder.add(row, builder.mul(ir.Constant(i64, v), vstride))
-                return builder.bitcast(builder.gep(C, [off]), vty.as_pointer())
+            def tile(R, m):
+                _emit_tile(context, builder, R, NV, VL, fty, A,
+                           builder.add(a_off, builder.mul(m, lda)), lda, ka, B, bp_off, ldb, K,
+                           C, builder.add(c_off, builder.mul(m, ldc)), ldc, vstride, acc)
 
-            with builder.if_then(context.cast(builder, acc, tys[12], types.boolean)):
-                for r in range(R):
-                    for v in range(NV):
-                        builder.store(builder.load(c_ptr(r, v), align=bits // 8), accs[r][v])
-            a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)) for r in range(R)]
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
-                brow = builder.add(bp_off, builder.mul(k, ldb))
-                a_k = builder.mul(k, ka)
-                bvecs = []
-                for v in range(NV):
-                    p = builder.gep(B, [builder.add(brow, ir.Constant(i64, v * VL))])
-                    bvecs.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=bits // 8))
-                for r in range(R):
-                    s = builder.load(builder.gep(A, [builder.add(a_rows[r], a_k)]))
-                    sv = builder.shuffle_vector(
-                        builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat0)
-                    for v in range(NV):
-                        builder.store(builder.call(fma, [sv, bvecs[v], builder.load(accs[r][v])]),
-                                      accs[r][v])
-            for r in range(R):
-                for v in range(NV):
-                    builder.store(builder.load(accs[r][v]), c_ptr(r, v), align=bits // 8)
+            n8 = builder.sdiv(M, ir.Constant(i64, 8))
+            with cgutils.for_range(builder, n8) as loop:
+                tile(8, builder.mul(loop.index, ir.Constant(i64, 8)))
+            m = builder.mul(n8, ir.Constant(i64, 8))
+            rest = builder.sub(M, m)
+            for R in (4, 2, 1):
+                part = builder.and_(rest, ir.Constant(i64, R))
+                with builder.if_then(builder.icmp_signed("!=", part, ir.Constant(i64, 0))):
+                    tile(R, m)
+                m = builder.add(m, part)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return tile
+    return rows
 
 
-_t8_3, _t4_3, _t2_3, _t1_3 = (_make_tile(r, 3) for r in (8, 4, 2, 1))
-_t8_2, _t4_2, _t2_2, _t1_2 = (_make_tile(r, 2) for r in (8, 4, 2, 1))
-_t8_1, _t4_1, _t2_1, _t1_1 = (_make_tile(r, 1) for r in (8, 4, 2, 1))
+_rows1, _rows2, _rows3 = (_make_rows(nv) for nv in (1, 2, 3))
 
 
 @njit(inline="always", cache=True, error_model="numpy")
 def _rows(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
     """The row tiles of one k block (see panel_products); a, bp and c are 1-D."""
-    m = 0
-    while m + 8 <= M:
-        if nv == 3:
-            _t8_3(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        elif nv == 2:
-            _t8_2(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        else:
-            _t8_1(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        m += 8
-    if m + 4 <= M:
-        if nv == 3:
-            _t4_3(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        elif nv == 2:
-            _t4_2(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        else:
-            _t4_1(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        m += 4
-    if m + 2 <= M:
-        if nv == 3:
-            _t2_3(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        elif nv == 2:
-            _t2_2(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        else:
-            _t2_1(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        m += 2
-    if m < M:
-        if nv == 3:
-            _t1_3(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        elif nv == 2:
-            _t1_2(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
-        else:
-            _t1_1(a, a_off + m * lda, lda, ka, bp, bp_off, ldb, K, c, c_off + m * ldc, ldc,
-                  vstride, acc)
+    if nv == 3:
+        _rows3(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+    elif nv == 2:
+        _rows2(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+    else:
+        _rows1(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
 
 
 K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a product's row tiles
@@ -247,3 +239,4 @@ def prefer_wide_vectors(typingctx):
         return context.get_dummy_value()
 
     return sig, codegen
+

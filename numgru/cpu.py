@@ -6,13 +6,16 @@ Each part owns a slice of the hidden units and packs its own panels of the weigh
 the parts meet at an atomic barrier once per step (twice for reset_after=False), since every
 step reads the whole previous state. Every matrix product runs in the register tile of `_tile`
 (LLVM vector IR, fused multiply-adds into accumulators held in registers). Per step and part:
-- forward: x_t W_ih^T and h W_hh^T for its units' three gates, then their gate math (one fused
-  loop per row, float32 sigmoid/tanh from _mathfn that LLVM vectorises; numpy error model, so no
-  division check breaks the loop) and its slice of the next state (double-buffered);
-- backward: its units' gate gradients, then (after the barrier) its slice of dgh W_hh into dh,
-  the rows of dW_ih, dW_hh and the biases for its units (float32 chains of about _FLUSH_ROWS
-  rows added into float64 sums), and its share of the rows of dx_t.
-Every entry's arithmetic is the same whatever the partition, so results do not depend on the
+- forward: h W_hh^T for its units' three gates, their gate math (one fused loop per row, float32
+  sigmoid/tanh from _mathfn that LLVM vectorises 16 lanes wide; numpy error model, so no
+  division check breaks the loop) and its slice of the next state (double-buffered); then, in
+  the barrier's window (after arriving, before waiting), the next step's x W_ih^T;
+- backward: its units' gate gradients; in the barrier's window the previous step's share of
+  the rows of dx and, every ~128 rows, the rows of dW_ih, dW_hh and the biases for its units
+  (float32 chains of about _FLUSH_ROWS rows added into float64 sums); after the barrier, its
+  slice of dgh W_hh into dh.
+Work in a window needs nothing the other parts write in that step, so a part that is ahead
+does it instead of spinning. Every entry's arithmetic is the same whatever the partition, so results do not depend on the
 number of threads (tested bit for bit). No BLAS call is made in these passes: an OpenBLAS thread
 pool spin-waits after each call and, sharing the cores with the parts, slowed the per-step
 barriers down several times. No Numba threading layer is used either (its OpenMP pool spins
@@ -45,42 +48,6 @@ from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import panel_products, prefer_wide_vectors, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
-
-
-@njit(inline="always", **_JIT)
-def _forward_row(gi, gh, b_ih, b_hh, h, y, g_r, g_z, g_n, g_hn, H, one, reset_after, train):
-    """One batch row of one step (the GRUCell step's path): gates from gi = W_i x and gh = W_h h
-    (3H each; gh's n part is W_hn (r ⊙ h) when not reset_after); h (H) is updated in place and
-    copied to y (H); with train, the gates r, z, n and hn (H each) are kept.
-
-    Written so that LLVM vectorises the loops (seen: 6 times faster than the scalar loop): the
-    branch on train sits outside them, the variant is a select, each stored gate has an array of
-    its own (stores into several blocks of one array at run-time offsets left the loop scalar),
-    and the loop bodies call no function that takes an array (its reference counting would land
-    inside the loop).
-    """
-    if train:
-        for j in range(H):
-            r = sigmoid((gi[j] + b_ih[j]) + (gh[j] + b_hh[j]))
-            z = sigmoid((gi[H + j] + b_ih[H + j]) + (gh[H + j] + b_hh[H + j]))
-            hn = gh[2 * H + j] + b_hh[2 * H + j]
-            n = tanh((gi[2 * H + j] + b_ih[2 * H + j]) + (r if reset_after else one) * hn)
-            h_new = (one - z) * n + z * h[j]
-            g_r[j] = r
-            g_z[j] = z
-            g_n[j] = n
-            g_hn[j] = hn
-            h[j] = h_new
-            y[j] = h_new
-    else:
-        for j in range(H):
-            r = sigmoid((gi[j] + b_ih[j]) + (gh[j] + b_hh[j]))
-            z = sigmoid((gi[H + j] + b_ih[H + j]) + (gh[H + j] + b_hh[H + j]))
-            hn = gh[2 * H + j] + b_hh[2 * H + j]
-            n = tanh((gi[2 * H + j] + b_ih[2 * H + j]) + (r if reset_after else one) * hn)
-            h_new = (one - z) * n + z * h[j]
-            h[j] = h_new
-            y[j] = h_new
 
 
 @njit(**_JIT)
@@ -130,18 +97,29 @@ def _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_aft
         tg = t if train else 0
         for b in range(B):
             if t >= lengths[b]:
-                y[t, b, :] = 0
+                _zero(y[t, b])
                 continue
-            _forward_row(gi[t * B + b], gh[b], b_ih, b_hh, h[b], y[t, b], g_r[tg, b], g_z[tg, b],
-                         g_n[tg, b], g_hn[tg, b], H, one, reset_after, train)
+            gib = gi[t * B + b]
+            ghb = gh[b]
+            _forward_units(gib[:H], gib[H:2 * H], gib[2 * H:], ghb[:H], ghb[H:2 * H], ghb[2 * H:],
+                           b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:], b_hh[:H], b_hh[H:2 * H],
+                           b_hh[2 * H:], h[b], h[b], y[t, b], g_r[tg, b], g_z[tg, b], g_n[tg, b],
+                           g_hn[tg, b], H, one, reset_after, train)
 
 
 @njit(inline="always", **_JIT)
 def _forward_units(gir, giz, gin, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, h, h_next, y,
                    g_r, g_z, g_n, g_hn, n, one, reset_after, train):
-    """The gate math of `_forward_row` on n hidden units of one row, each gate's inputs a 0-based
-    view of its own (indexing one view at run-time offsets left the loop scalar); h is read and
-    h_next, y (and the gates when train) written."""
+    """One batch row of one step on n hidden units: gates from gi = W_i x and gh = W_h h (gh's n
+    block is W_hn (r ⊙ h) when not reset_after), each gate's inputs a 0-based view of its own
+    (indexing one view at run-time offsets left the loop scalar); h is read and h_next (which
+    may be h itself) and y written; with train, the gates r, z, n and hn are kept.
+
+    Written so that LLVM vectorises the loops (seen: 6 times faster than the scalar loop): the
+    branch on train sits outside them, the variant is a select, each stored gate has an array of
+    its own (stores into several blocks of one array at run-time offsets left the loop scalar),
+    and the loop bodies call no function that takes an array (its reference counting would land
+    inside the loop)."""
     if train:
         for j in range(n):
             r = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j]))
@@ -354,8 +332,10 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
 @njit(**_JIT)
 def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
     """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written, through the
-    same projection and recurrence kernels as a sequence of length 1 (one compiled call from
-    Python: the streaming path pays one dispatch per step).
+    BLAS projection and recurrence kernels as a sequence of length 1 (one compiled call from
+    Python: the streaming path pays one dispatch per step). Two products with the weights read
+    once each from L2 (about 1.5 µs each at H = 128) set its floor; packing them for the tile
+    would cost more than the step.
 
     Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
     """
