@@ -453,8 +453,9 @@ def cmd_info(args):
             version = "not installed" + (" (pip install 'numgru[plot]' for loss.png)"
                                          if mod == "matplotlib" else "")
         print(f"{mod:10} {version}")
-    layer = numba.config.THREADING_LAYER
-    print(f"numba threading layer: {layer} (configured), {numba.config.NUMBA_NUM_THREADS} threads, "
+    from ._sync import max_threads
+    print(f"CPU passes: up to {max_threads()} threads (NUMGRU_NUM_THREADS, else the CPUs this "
+          f"process may use, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}); "
           f"{os.cpu_count()} CPUs")
     blas = _blas_name()
     if blas:
@@ -565,7 +566,7 @@ def build_parser():
     b.add_argument("--repeat", type=_positive(int), default=5)
     b.set_defaults(func=cmd_bench)
 
-    i = sub.add_parser("info", help="versions, threading layer and devices")
+    i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=cmd_info)
     return p
 

@@ -35,7 +35,7 @@ def _toy_npz(path, N=30, T=6, F=2, classes=3, seed=0):
 def test_info_as_module_and_console_script():
     proc = _run("info")
     assert proc.returncode == 0, proc.stderr
-    for text in ("numgru 0.1.0", "numba ", "numba threading layer", "devices:", "cpu    usable",
+    for text in ("numgru 0.1.0", "numba ", "CPU passes: up to", "devices:", "cpu    usable",
                  "auto -> "):
         assert text in proc.stdout
     script = shutil.which("numgru", path=os.path.dirname(sys.executable))
