@@ -314,7 +314,6 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    one = dtype.type(1)
     y = np.empty((T, B, H), dtype)
     h = np.array(h0, dtype=dtype, copy=True, order="C")
     # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps (written by the
@@ -556,7 +555,6 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     NQ = wihp.shape[0]
     Ip = dx.shape[1]
     Hq = -(-H // W) * W
-    NQH = Hq // W
     u0 = NB * p // P
     u1 = NB * (p + 1) // P
     j0 = min(u0 * PW, H)
