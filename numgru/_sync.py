@@ -156,6 +156,21 @@ _POOL_LOCK = threading.Lock()  # creating / resizing the pool
 _BUSY = threading.Lock()  # one parallel recurrence at a time owns the pool
 
 
+def _forget_pool_after_fork():
+    """A forked child has none of the parent's threads: a pool object inherited from the parent
+    would take work that no thread ever runs (a hang), and a lock held at the fork would stay
+    held. The child starts with no pool and fresh locks."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK, _BUSY
+    _POOL = None
+    _POOL_SIZE = 0
+    _POOL_LOCK = threading.Lock()
+    _BUSY = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def max_threads():
     """Threads a recurrence may use: NUMGRU_NUM_THREADS if set, else the CPUs this process may
     run on, capped by NUMBA_NUM_THREADS (Numba's own setting, default the CPU count)."""

@@ -230,3 +230,37 @@ def test_parallel_passes_against_the_reference(monkeypatch, reset_after, reverse
         for name, g_, w_ in zip(["y", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"],
                                 got, want):
             assert_close(f"{name} {np.dtype(dtype).name}", g_, w_, tol)
+
+
+_FORK_SCRIPT = """
+import multiprocessing as mp, numpy as np, numgru as ng
+rng = np.random.default_rng(0)
+gru = ng.GRU(8, 112, device="cpu", seed=0)
+x = rng.standard_normal((16, 6, 8)).astype(np.float32)
+y_parent, _ = gru(x)  # the pool exists in the parent now
+
+def child(q):
+    y, _ = gru(x)  # parts again, in the forked child
+    q.put(bool(np.array_equal(y, y_parent)))
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(60)
+print("alive" if p.is_alive() else ("same" if q.get(timeout=5) else "different"))
+if p.is_alive():
+    p.kill()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parts_without_the_parents_threads(tmp_path):
+    """A child forked after the pool started must not hand work to threads it does not have."""
+    import subprocess
+    import sys
+    assert 6 * 16 * 112 * 112 >= cpu._PARALLEL_MIN_FLOPS
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                         timeout=240, env={**os.environ, "NUMGRU_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "same", out.stdout + out.stderr
