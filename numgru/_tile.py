@@ -235,7 +235,10 @@ def prefer_wide_vectors(typingctx):
     sig = types.void()
 
     def codegen(context, builder, signature, args):
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except TypeError:  # another llvmlite: its attributes are no set; only speed is lost
+            pass
         return context.get_dummy_value()
 
     return sig, codegen
