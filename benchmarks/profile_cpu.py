@@ -81,7 +81,7 @@ def main():
         dy = rng.standard_normal((T, B, H)).astype(f)
         fwd1, bwd1 = passes(x, h0, w, lengths, dy, 1)
         fwdp, bwdp = passes(x, h0, w, lengths, dy, None)
-        P = cpu._recurrence_threads(B, H, -(-H // 16))
+        P = cpu._parts(B, H, -(-H // 16))
         wip, wp = pack_gates(w_ih), pack_gates(w_hh)
         gx = np.empty((B, 3 * wp.shape[0] * 16), f)
         gh = np.empty_like(gx)

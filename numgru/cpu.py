@@ -22,8 +22,8 @@ barriers down several times. No Numba threading layer is used either (its OpenMP
 against BLAS, its workqueue pool aborts on concurrent callers); a second caller while the
 parts are busy runs its pass as one part on its own thread, with the same results.
 
-The GRUCell step (`step`) keeps the BLAS path (`_project_kernel`, `_recurrence_kernel`): one
-step at a small batch does not pay for packing the weights.
+The GRUCell step (`step`) keeps BLAS GEMMs on the weights as stored: one step at a small batch
+does not pay for packing them.
 
 Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
 hn = W_hn h + b_hn (W_hn (r ⊙ h) + b_hn, unused, for reset_after=False: one layout keeps the loops
@@ -48,63 +48,6 @@ from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import panel_products, prefer_wide_vectors, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
-
-
-@njit(**_JIT)
-def _project_kernel(x, w_ih, one, gi):
-    """gi (T·B, 3H) = x W_ih^T: the input projection of every step, one GEMM."""
-    T, B, I = x.shape
-    G = gi.shape[1]
-    gemm(N_, T_, T * B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
-
-
-@njit(**_JIT)
-def _recurrence_kernel(gi, w_hh, w_hh_t, b_ih, b_hh, lengths, reverse, reset_after, train, one,
-                       y, h, g_r, g_z, g_n, g_hn):
-    """y_t = h_t = GRU(x_t, h_{t-1}) over the valid steps, with BLAS GEMMs (the GRUCell step's
-    path; a layer pass runs `_recurrence_part`).
-
-    gi (T·B, 3H) from _project_kernel; y (T,B,H) written; h (B,H) holds h0 on entry and h_n on
-    exit; g_r, g_z, g_n, g_hn (T,B,H) written when train (else (1,B,H) scratch). The per-step GEMM
-    h W_hh^T reads W_hh (3H,H) transposed, or, when w_hh_t (H,3H) is not empty, W_hh^T as stored:
-    OpenBLAS is faster that way for small batches (B·H <= 2048: 30-50% per step) and slower for
-    large ones.
-    """
-    T, B, H = y.shape
-    G = 3 * H
-    stored_t = w_hh_t.size > 0
-    gh = np.empty((B, G), y.dtype)  # this step's recurrent pre-activations (bias excluded)
-    rh = np.empty((B, H), y.dtype)  # r ⊙ h (reset_after=False)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        # reset_after: all of W_hh h at once; else r first (W_h{r,z} h), then W_hn (r ⊙ h).
-        cols = G if reset_after else 2 * H
-        if stored_t:
-            gemm(N_, N_, B, cols, H, one, h, 0, H, w_hh_t, 0, G, 0, gh, 0, G)
-        else:
-            gemm(N_, T_, B, cols, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
-        if not reset_after:
-            for b in range(B):
-                gib = gi[t * B + b]
-                hb = h[b]
-                for j in range(H):
-                    r = sigmoid((gib[j] + b_ih[j]) + (gh[b, j] + b_hh[j]))
-                    rh[b, j] = r * hb[j]
-            if stored_t:
-                gemm(N_, N_, B, H, H, one, rh, 0, H, w_hh_t, 2 * H, G, 0, gh, 2 * H, G)
-            else:
-                gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
-        tg = t if train else 0
-        for b in range(B):
-            if t >= lengths[b]:
-                _zero(y[t, b])
-                continue
-            gib = gi[t * B + b]
-            ghb = gh[b]
-            _forward_units(gib[:H], gib[H:2 * H], gib[2 * H:], ghb[:H], ghb[H:2 * H], ghb[2 * H:],
-                           b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:], b_hh[:H], b_hh[H:2 * H],
-                           b_hh[2 * H:], h[b], h[b], y[t, b], g_r[tg, b], g_z[tg, b], g_n[tg, b],
-                           g_hn[tg, b], H, one, reset_after, train)
 
 
 @njit(inline="always", **_JIT)
@@ -184,8 +127,8 @@ def _pack_gate_panels(w, u0, u1, wp):
 @njit(nogil=True, **_JIT)
 def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, reverse,
                      reset_after, train, one, gx, hbuf, rh, gh, y, g_r, g_z, g_n, g_hn):
-    """Part p of P of a whole forward pass (the math of `_project_kernel` and
-    `_recurrence_kernel`, reference.forward) with the register tile of `_tile`.
+    """Part p of P of a whole forward pass (the math of reference.forward) with the register
+    tile of `_tile`.
 
     This part owns the hidden units of panels [NB·p/P, NB·(p+1)/P) and packs its own panels of
     W_ih and W_hh into wip and wp (`_tile.pack_gates` layout). Per step it computes their three
@@ -276,12 +219,13 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
     return True
 
 
-def _recurrence_threads(B, H, NB):
-    """Parts for the tiled forward: one per thread allowed, at most one per unit panel, and one
-    when a step's product is too small to pay for a barrier per step."""
+def _parts(B, H, panels):
+    """Parts for a layer pass: one per thread allowed, at most one per unit panel (the forward's
+    and the backward's panels differ in width), and one when a step's product is too small to
+    pay for a barrier per step."""
     if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
         return 1
-    return max(1, min(max_threads(), NB))
+    return max(1, min(max_threads(), panels))
 
 
 _PARALLEL_MIN_FLOPS = 1 << 20
@@ -302,7 +246,7 @@ def _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after,
     hbuf = np.empty((2, B, H), dtype)
     hbuf[0] = h0
     rh = np.empty((B, H) if not reset_after else (1, H), dtype)
-    P = _recurrence_threads(B, H, NB)
+    P = _parts(B, H, NB)
     run_parts(_recurrence_part, P, (x.reshape(T * B, I), w_ih, w_hh, wip, wp, b_ih, b_hh,
                                     lengths, reverse, reset_after, train, dtype.type(1), gx, hbuf,
                                     rh, gh, y, gates[0], gates[1], gates[2], gates[3]))
@@ -315,7 +259,7 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     H = w_hh.shape[1]
     dtype = x.dtype
     y = np.empty((T, B, H), dtype)
-    h = np.array(h0, dtype=dtype, copy=True, order="C")
+    h = np.empty((B, H), dtype)  # h_n, written at the end
     # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps (written by the
     # kernel); a (1, B, H) scratch each for inference.
     gates = np.empty((4, T, B, H) if train else (4, 1, B, H), dtype)
@@ -330,16 +274,17 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
 
 @njit(**_JIT)
 def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
-    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written, through the
-    BLAS projection and recurrence kernels as a sequence of length 1 (one compiled call from
-    Python: the streaming path pays one dispatch per step). Two products with the weights read
-    once each from L2 (about 1.5 µs each at H = 128) set its floor; packing them for the tile
-    would cost more than the step.
+    """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written, in one compiled
+    call from Python (the streaming path pays one dispatch per step). The products are BLAS
+    GEMMs on the weights as stored: two products reading the weights once each from L2 (about
+    1.5 µs each at H = 128) set its floor, and packing them for the tile would cost more than
+    the step.
 
     Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
     """
     B, I = x.shape
     H = h.shape[1]
+    G = 3 * H
     for b in range(B):
         for i in range(I):
             if not np.isfinite(x[b, i]):
@@ -347,13 +292,30 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
         for j in range(H):
             if not np.isfinite(h[b, j]):
                 return False
-    gi = np.empty((B, 3 * H), x.dtype)
-    _project_kernel(x.reshape(1, B, I), w_ih, one, gi)
-    h1[:] = h
-    y = np.empty((1, B, H), x.dtype)  # the step's output; h1 is the state (distinct arrays)
-    # Inference never touches the gate arrays: y stands in for all four.
-    _recurrence_kernel(gi, w_hh, np.empty((0, 0), x.dtype), b_ih, b_hh, np.ones(B, np.int64),
-                       False, reset_after, False, one, y, h1, y, y, y, y)
+    gi = np.empty((B, G), x.dtype)
+    gh = np.empty((B, G), x.dtype)
+    gemm(N_, T_, B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    # reset_after: all of W_hh h at once; else r first (W_h{r,z} h), then W_hn (r ⊙ h).
+    gemm(N_, T_, B, G if reset_after else 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+    if not reset_after:
+        rh = np.empty((B, H), x.dtype)
+        for b in range(B):
+            gib = gi[b]
+            ghb = gh[b]
+            hb = h[b]
+            rhb = rh[b]
+            for j in range(H):
+                rhb[j] = sigmoid((gib[j] + b_ih[j]) + (ghb[j] + b_hh[j])) * hb[j]
+        gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+    for b in range(B):
+        gib = gi[b]
+        ghb = gh[b]
+        h1b = h1[b]
+        # Inference keeps no gates: h1's row stands in for the four gate outputs and y.
+        _forward_units(gib[:H], gib[H:2 * H], gib[2 * H:], ghb[:H], ghb[H:2 * H], ghb[2 * H:],
+                       b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:], b_hh[:H], b_hh[H:2 * H],
+                       b_hh[2 * H:], h[b], h1b, h1b, h1b, h1b, h1b, h1b, H, one, reset_after,
+                       False)
     return True
 
 
@@ -690,12 +652,6 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     return True
 
 
-def _backward_threads(B, H, NB):
-    if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
-        return 1
-    return max(1, min(max_threads(), NB))
-
-
 def backward(cache, dy, dh_n):
     """BPTT for `forward(..., train=True)`: returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
     x, y, w_ih, w_hh = cache.x, cache.y, cache.w_ih, cache.w_hh
@@ -724,7 +680,7 @@ def backward(cache, dy, dh_n):
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
     g = cache.gates
-    P = _backward_threads(B, H, NB)
+    P = _parts(B, H, NB)
     run_parts(_backward_part, P, (x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, whp, wihp,
                                   cache.lengths, cache.reverse, reset_after, dy, dh, dprod, dgi2,
                                   dgh2, dxp, dw_ih, dw_hh, db_ih, db_hh))

@@ -198,8 +198,8 @@ def test_results_do_not_depend_on_the_number_of_threads(monkeypatch, reset_after
         one = _layer_pass(1, monkeypatch, reset_after, bidirectional, dtype, lengths)
         for threads in (2, 3):
             many = _layer_pass(threads, monkeypatch, reset_after, bidirectional, dtype, lengths)
-            assert cpu._recurrence_threads(16, 112, 7) == threads  # float32 panels: 7 and 4
-            assert cpu._backward_threads(16, 112, 4) == threads
+            assert cpu._parts(16, 112, 7) == threads  # float32 panels: 7 and 4
+            assert cpu._parts(16, 112, 4) == threads
             for a, b in zip(one, many):
                 assert np.array_equal(a, b), (dtype, threads)
 
@@ -222,7 +222,7 @@ def test_parallel_passes_against_the_reference(monkeypatch, reset_after, reverse
     y_r, h_r, c_r = reference.forward(x, h0, *w, lengths, reverse=reverse,
                                       reset_after=reset_after, train=True)
     want = [y_r, h_r, *reference.backward(c_r, dy, dh)]
-    assert cpu._recurrence_threads(B, H, -(-H // 16)) == 3
+    assert cpu._parts(B, H, -(-H // 16)) == 3
     for dtype, tol in [(np.float64, 1e-12), (np.float32, 4e-6)]:
         f = [a.astype(dtype) for a in (x, h0, *w)]
         y, h, c = cpu.forward(*f, lengths, reverse=reverse, reset_after=reset_after, train=True)
