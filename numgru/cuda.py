@@ -72,6 +72,22 @@ def _build(dtype_name, config_key):
 
     # -- tiled GEMM: c (M, N) = [c +] op(a) op(b) [+ bias] --
 
+    @cuda.jit(device=True)
+    def _stage(src, k_major, r0, k0, R, K, BR, dst, tid):
+        """dst (BK, BR)[kk, rr] = element (k0 + kk, r0 + rr) of a K × R operand, 0 outside it;
+        src stores it (K, R) when k_major, else (R, K). Consecutive threads walk src's
+        contiguous axis."""
+        for idx in range(tid, BR * BK, GT):
+            if k_major:
+                kk = idx // BR
+                rr = idx - kk * BR
+                v = src[k0 + kk, r0 + rr] if (k0 + kk < K and r0 + rr < R) else ZERO
+            else:
+                rr = idx // BK
+                kk = idx - rr * BK
+                v = src[r0 + rr, k0 + kk] if (k0 + kk < K and r0 + rr < R) else ZERO
+            dst[kk, rr] = v
+
     def make_gemm(trans_a, trans_b):
         @cuda.jit(fastmath=FM)
         def _gemm_kernel(a, b, c, bias, accumulate, has_bias):
@@ -96,27 +112,9 @@ def _build(dtype_name, config_key):
                 for j in range(RN):
                     acc[i, j] = ZERO
             for k0 in range(0, K, BK):
-                # Stage the A and B slices; consecutive threads walk the contiguous axis.
-                for idx in range(tid, BM * BK, GT):
-                    if trans_a:
-                        kk = idx // BM
-                        mm = idx - kk * BM
-                        v = a[k0 + kk, m0 + mm] if (k0 + kk < K and m0 + mm < M) else ZERO
-                    else:
-                        mm = idx // BK
-                        kk = idx - mm * BK
-                        v = a[m0 + mm, k0 + kk] if (k0 + kk < K and m0 + mm < M) else ZERO
-                    a_s[kk, mm] = v
-                for idx in range(tid, BN * BK, GT):
-                    if trans_b:
-                        nn = idx // BK
-                        kk = idx - nn * BK
-                        v = b[n0 + nn, k0 + kk] if (k0 + kk < K and n0 + nn < N) else ZERO
-                    else:
-                        kk = idx // BN
-                        nn = idx - kk * BN
-                        v = b[k0 + kk, n0 + nn] if (k0 + kk < K and n0 + nn < N) else ZERO
-                    b_s[kk, nn] = v
+                # Stage the A and B slices: A is stored k-major when transposed, B when not.
+                _stage(a, trans_a, m0, k0, M, K, BM, a_s, tid)
+                _stage(b, not trans_b, n0, k0, N, K, BN, b_s, tid)
                 cuda.syncthreads()
                 for kk in range(BK):
                     for j in range(RN):
