@@ -1,31 +1,35 @@
-"""Register-tiled matrix products for the CPU layer passes, on weights packed once per call.
+"""Register-tiled matrix products for the CPU layer passes, on weights packed once per call, and
+a row-dot product on weights as stored, for single steps.
 
 The per-step product of a GRU, h (B, H) times W_hh^T (H, 3H), is small (B rows) and repeated T
 times on the same weights. A general BLAS call packs both operands on every call and, with
 several threads, splits one small product between them. Here each part of a pass (cpu.py)
 packs its own weight panels once and multiplies them with a register tile written directly in
-LLVM vector IR: R rows of A × NV vectors of one 64-byte panel row, R·NV accumulators kept in
-registers across the k loop, one fused multiply-add per vector and k. Measured single-threaded
-on this machine's AVX-512 core at 141-147 GFLOP/s in float32 (its peak is about 148), against
-118-197 GFLOP/s for two-threaded BLAS on the same products (`panel_products` at 8 rows × 48
-columns; benchmarks/profile_cpu.py shows it inside the passes).
+LLVM vector IR: R rows of A × NV vectors of one panel row, R·NV accumulators kept in registers
+across the k loop, one multiply-add per vector and k.
 
-Explicit 512-bit vector types are used: LLVM's loop vectoriser keeps to 256 bits on this CPU
-(its tuning prefers them; `prefer_wide_vectors` lifts that for a function), but legalises
-explicit <16 x float> operations to full-width registers where AVX-512 exists, and splits them
-into narrower ones where it does not, so the code is correct on any x86-64 or ARM target and
-fast where the hardware is.
+The vector width, the tile height R and the multiply-add come from the code path of the target
+Numba compiles for (`_target.PATH`): 64-byte vectors and R = 8 on AVX-512 (24 accumulators of
+its 32 registers), 32-byte vectors and R = 4 on AVX2 with FMA (12 of 16), 16-byte vectors on the
+portable path (R = 4 with 16 registers, 8 with 32, as on aarch64), where `llvm.fmuladd` lets
+LLVM fuse the multiply-add only where the target has the instruction. Remainder rows take tiles
+of R/2, R/4, ..., 1.
 
-Summation order: every entry is one chain of fused multiply-adds over k = 0..K-1, whichever tile
+Summation order: every entry is one chain of multiply-adds over k = 0..K-1, whichever tile
 shape, k block, thread or partition computes it, so results do not depend on the number of
-threads.
+threads (they do depend on the path: a fused and an unfused chain round differently).
 
 Panel layouts. Gate panels (`pack_gates`, the forward's W_ih and W_hh): wp[u, k, g·VL + i] =
-W[g·H + u·VL + i, k] for gate g in (r, z, n) and unit u·VL + i < H (0 past H), VL = 64 bytes /
-itemsize: unit block u's three gates side by side, one 3·VL row per k. Column panels
+W[g·H + u·VL + i, k] for gate g in (r, z, n) and unit u·VL + i < H (0 past H), VL = vector bytes
+/ itemsize: unit block u's three gates side by side, one 3·VL row per k. Column panels
 (`pack_columns`, the backward's W_hh and W_ih): panel q holds columns q·width .. of a (K, N)
 matrix, one row per k. The numpy packers here define the layouts (the tests check the compiled
 packers of cpu.py against them).
+
+`row_dots` is the product of a single step (GRUCell, B of a few rows): out[b, j] = Σ_k w[j, k]
+x[b, k] on W as stored (rows of W contiguous in k), so that a step reads each weight once and
+packs nothing: vector partial sums over k, then a fixed pairwise reduction of the lanes and the
+scalar tail, the same order for every call.
 """
 
 import numpy as np
@@ -34,11 +38,15 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-_VECTOR_BYTES = 64
+from ._target import PATH
+
+_VECTOR_BYTES = PATH.vector_bytes
+_ROWS = PATH.rows  # rows of the largest register tile
 
 
 def vector_length(dtype):
-    """Elements per panel vector: 16 for float32, 8 for float64."""
+    """Elements per panel vector (AVX-512: 16 for float32, 8 for float64; AVX2: 8 and 4; the
+    portable path: 4 and 2)."""
     return _VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
@@ -70,6 +78,15 @@ def pack_columns(m, width):
     return p
 
 
+def _multiply_add(builder, vty, VL, bits):
+    """The path's vector multiply-add: llvm.fma (one rounding) where the target has it, else
+    llvm.fmuladd (LLVM fuses it only where that is an instruction)."""
+    name = "llvm.fma" if PATH.fused else "llvm.fmuladd"
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        "%s.v%d%s" % (name, VL, "f32" if bits == 32 else "f64"))
+
+
 def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, ldb, K, C, c_off,
                ldc, vstride, acc):
     """LLVM IR for one R × (NV·VL) tile:
@@ -82,9 +99,7 @@ def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, l
     vty = ir.VectorType(fty, VL)
     i32 = ir.IntType(32)
     i64 = ir.IntType(64)
-    fma = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-        "llvm.fma.v%d%s" % (VL, "f32" if bits == 32 else "f64"))
+    fma = _multiply_add(builder, vty, VL, bits)
     zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * VL)
     undef = ir.Constant(vty, ir.Undefined)
     splat0 = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
@@ -125,8 +140,8 @@ def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, l
 
 def _make_rows(NV):
     """An intrinsic computing rows 0..M-1 of one k block of a panel product with NV panel
-    vectors (see `panel_product`): tiles of 8 rows, then one of 4, 2 and 1 as the remainder
-    needs."""
+    vectors (see `panel_product`): tiles of _ROWS rows, then one each of _ROWS/2, ..., 1 as the
+    remainder needs."""
 
     @intrinsic
     def rows(typingctx, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
@@ -155,16 +170,18 @@ def _make_rows(NV):
                            builder.add(a_off, builder.mul(m, lda)), lda, ka, B, bp_off, ldb, K,
                            C, builder.add(c_off, builder.mul(m, ldc)), ldc, vstride, acc)
 
-            n8 = builder.sdiv(M, ir.Constant(i64, 8))
-            with cgutils.for_range(builder, n8) as loop:
-                tile(8, builder.mul(loop.index, ir.Constant(i64, 8)))
-            m = builder.mul(n8, ir.Constant(i64, 8))
+            full = builder.sdiv(M, ir.Constant(i64, _ROWS))
+            with cgutils.for_range(builder, full) as loop:
+                tile(_ROWS, builder.mul(loop.index, ir.Constant(i64, _ROWS)))
+            m = builder.mul(full, ir.Constant(i64, _ROWS))
             rest = builder.sub(M, m)
-            for R in (4, 2, 1):
+            R = _ROWS // 2
+            while R >= 1:
                 part = builder.and_(rest, ir.Constant(i64, R))
                 with builder.if_then(builder.icmp_signed("!=", part, ir.Constant(i64, 0))):
                     tile(R, m)
                 m = builder.add(m, part)
+                R //= 2
             return context.get_dummy_value()
 
         return sig, codegen
@@ -227,19 +244,147 @@ def panel_product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, v
 
 @intrinsic
 def prefer_wide_vectors(typingctx):
-    """Let LLVM's loop vectoriser use 512-bit vectors in the calling function (its tuning for
-    this CPU family prefers 256 bits): the float32 gate loops then run 16 lanes wide. A function
-    attribute of the caller; on CPUs without 512-bit registers LLVM keeps to the widest they
-    have. llvmlite accepts only its known attribute names, so the string attribute is added to
-    the underlying set directly."""
+    """On the AVX-512 path, let LLVM's loop vectoriser use 512-bit vectors in the calling
+    function (its tuning for these CPUs prefers 256 bits): the float32 gate loops then run 16
+    lanes wide. A function attribute of the caller; nothing on the other paths. llvmlite accepts
+    only its known attribute names, so the string attribute is added to the underlying set
+    directly."""
     sig = types.void()
 
     def codegen(context, builder, signature, args):
-        try:
-            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
-        except TypeError:  # another llvmlite: its attributes are no set; only speed is lost
-            pass
+        if PATH.vector_bytes >= 64:
+            try:
+                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            except TypeError:  # another llvmlite: its attributes are no set; only speed is lost
+                pass
         return context.get_dummy_value()
 
     return sig, codegen
 
+
+# -- row dots: products on weights as stored, for single steps --
+
+_DOT_ROWS = 4  # rows of W per block (their vectors stay in registers across k)
+_DOT_XROWS = 2  # rows of x per block: 4·2 accumulators + 4 + 2 loads fit 16 registers
+
+
+def _emit_row_block(context, builder, JR, BR, VL, fty, W, w_off, ldw, X, x_off, ldx, K, O, o_off,
+                    ldo):
+    """LLVM IR for o[o_off + b·ldo + j] = Σ_k w[w_off + j·ldw + k] · x[x_off + b·ldx + k], j < JR,
+    b < BR: vector partial sums over k (VL at a time), lanes reduced pairwise (a fixed order),
+    then the k % VL tail added in order. Offsets and strides are int64 values, in elements."""
+    bits = 32 if fty == ir.FloatType() else 64
+    vty = ir.VectorType(fty, VL)
+    i32 = ir.IntType(32)
+    i64 = ir.IntType(64)
+    fma = _multiply_add(builder, vty, VL, bits)
+    fma1 = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(fty, [fty, fty, fty]),
+        "%s.%s" % ("llvm.fma" if PATH.fused else "llvm.fmuladd", "f32" if bits == 32 else "f64"))
+    zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * VL)
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(BR)] for _ in range(JR)]
+    w_rows = [builder.add(w_off, builder.mul(ir.Constant(i64, j), ldw)) for j in range(JR)]
+    x_rows = [builder.add(x_off, builder.mul(ir.Constant(i64, b), ldx)) for b in range(BR)]
+    KV = builder.sdiv(K, ir.Constant(i64, VL))
+
+    def vload(base, row, k):
+        p = builder.gep(base, [builder.add(row, k)])
+        return builder.load(builder.bitcast(p, vty.as_pointer()), align=bits // 8)
+
+    with cgutils.for_range(builder, KV) as loop:
+        k = builder.mul(loop.index, ir.Constant(i64, VL))
+        wv = [vload(W, w_rows[j], k) for j in range(JR)]
+        xv = [vload(X, x_rows[b], k) for b in range(BR)]
+        for j in range(JR):
+            for b in range(BR):
+                builder.store(builder.call(fma, [wv[j], xv[b], builder.load(accs[j][b])]),
+                              accs[j][b])
+    sums = []
+    for j in range(JR):
+        for b in range(BR):
+            v = builder.load(accs[j][b])
+            width = VL
+            while width > 1:  # pairwise: lanes [0, w/2) + [w/2, w)
+                half = width // 2
+                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
+                                                              list(range(half))))
+                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
+                                                              list(range(half, width))))
+                v = builder.fadd(lo, hi)
+                width = half
+            s = cgutils.alloca_once_value(builder, builder.extract_element(v, ir.Constant(i32, 0)))
+            sums.append((j, b, s))
+    k0 = builder.mul(KV, ir.Constant(i64, VL))
+    with cgutils.for_range(builder, builder.sub(K, k0)) as loop:
+        k = builder.add(k0, loop.index)
+        for j, b, s in sums:
+            wk = builder.load(builder.gep(W, [builder.add(w_rows[j], k)]))
+            xk = builder.load(builder.gep(X, [builder.add(x_rows[b], k)]))
+            builder.store(builder.call(fma1, [wk, xk, builder.load(s)]), s)
+    for j, b, s in sums:
+        off = builder.add(builder.add(o_off, builder.mul(ir.Constant(i64, b), ldo)),
+                          ir.Constant(i64, j))
+        builder.store(builder.load(s), builder.gep(O, [off]))
+
+
+@intrinsic
+def _row_dots(typingctx, w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo):
+    if not all(isinstance(arr, types.Array) for arr in (w, x, out)):
+        return None
+    if w.dtype not in (types.float32, types.float64) or x.dtype != w.dtype or \
+            out.dtype != w.dtype:
+        return None
+    intp = types.intp
+    sig = types.void(w, intp, intp, intp, x, intp, intp, intp, intp, out, intp, intp)
+
+    def codegen(context, builder, signature, args):
+        w_v, w_off, ldw, J, x_v, x_off, ldx, NR, K, o_v, o_off, ldo = args
+        tys = signature.args
+        fty = context.get_value_type(tys[0].dtype)
+        VL = _VECTOR_BYTES * 8 // tys[0].dtype.bitwidth
+        W = context.make_array(tys[0])(context, builder, w_v).data
+        X = context.make_array(tys[4])(context, builder, x_v).data
+        O = context.make_array(tys[9])(context, builder, o_v).data
+        i64 = ir.IntType(64)
+
+        def blocks(JR, j0, count_j):
+            """Row blocks of JR rows of W from j0, count_j of them, over all rows of x."""
+            with cgutils.for_range(builder, count_j) as jl:
+                j = builder.add(j0, builder.mul(jl.index, ir.Constant(i64, JR)))
+                wo = builder.add(w_off, builder.mul(j, ldw))
+                oo = builder.add(o_off, j)
+                pairs = builder.sdiv(NR, ir.Constant(i64, _DOT_XROWS))
+                with cgutils.for_range(builder, pairs) as bl:
+                    b = builder.mul(bl.index, ir.Constant(i64, _DOT_XROWS))
+                    _emit_row_block(context, builder, JR, _DOT_XROWS, VL, fty, W, wo, ldw, X,
+                                    builder.add(x_off, builder.mul(b, ldx)), ldx, K, O,
+                                    builder.add(oo, builder.mul(b, ldo)), ldo)
+                b = builder.mul(pairs, ir.Constant(i64, _DOT_XROWS))
+                with builder.if_then(builder.icmp_signed("<", b, NR)):  # one row of x left
+                    _emit_row_block(context, builder, JR, 1, VL, fty, W, wo, ldw, X,
+                                    builder.add(x_off, builder.mul(b, ldx)), ldx, K, O,
+                                    builder.add(oo, builder.mul(b, ldo)), ldo)
+
+        full = builder.sdiv(J, ir.Constant(i64, _DOT_ROWS))
+        blocks(_DOT_ROWS, ir.Constant(i64, 0), full)
+        j0 = builder.mul(full, ir.Constant(i64, _DOT_ROWS))
+        blocks(1, j0, builder.sub(J, j0))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def _row_dots_flat(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo):
+    """row_dots on 1-D arrays (one compiled routine per dtype, called from the step kernels)."""
+    _row_dots(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def row_dots(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo):
+    """out[o_off + b·ldo + j] = Σ_k w[w_off + j·ldw + k] · x[x_off + b·ldx + k] for j < J rows
+    of w and b < NR rows of x (both contiguous in k), with flat offsets into C-contiguous
+    arrays; see the module docstring for the summation order."""
+    _row_dots_flat(w.reshape(w.size), np.int64(w_off), np.int64(ldw), np.int64(J),
+                   x.reshape(x.size), np.int64(x_off), np.int64(ldx), np.int64(NR), np.int64(K),
+                   out.reshape(out.size), np.int64(o_off), np.int64(ldo))

@@ -41,11 +41,10 @@ Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py
 import numpy as np
 from numba import njit
 
-from ._blas import N_, T_, gemm
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._sync import arrive, barrier, max_threads, run_parts, wait
-from ._tile import panel_products, prefer_wide_vectors, vector_length
+from ._tile import panel_products, prefer_wide_vectors, row_dots, vector_length
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -275,10 +274,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
 @njit(**_JIT)
 def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
     """One step for all rows, h1 = GRU(x, h): x (B,I), h (B,H), h1 (B,H) written, in one compiled
-    call from Python (the streaming path pays one dispatch per step). The products are BLAS
-    GEMMs on the weights as stored: two products reading the weights once each from L2 (about
-    1.5 µs each at H = 128) set its floor, and packing them for the tile would cost more than
-    the step.
+    call from Python (the streaming path pays one dispatch per step). The products are row dots
+    on the weights as stored (`_tile.row_dots`): a step reads each weight once and packs
+    nothing, and no BLAS call (with its packing and thread hand-offs) sits in the step.
 
     Returns False (and leaves h1 unspecified) when x or h holds NaN or Inf: the caller reports it.
     """
@@ -294,9 +292,9 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
                 return False
     gi = np.empty((B, G), x.dtype)
     gh = np.empty((B, G), x.dtype)
-    gemm(N_, T_, B, G, I, one, x, 0, I, w_ih, 0, I, 0, gi, 0, G)
+    row_dots(w_ih, 0, I, G, x, 0, I, B, I, gi, 0, G)
     # reset_after: all of W_hh h at once; else r first (W_h{r,z} h), then W_hn (r ⊙ h).
-    gemm(N_, T_, B, G if reset_after else 2 * H, H, one, h, 0, H, w_hh, 0, H, 0, gh, 0, G)
+    row_dots(w_hh, 0, H, G if reset_after else 2 * H, h, 0, H, B, H, gh, 0, G)
     if not reset_after:
         rh = np.empty((B, H), x.dtype)
         for b in range(B):
@@ -306,7 +304,7 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
             rhb = rh[b]
             for j in range(H):
                 rhb[j] = sigmoid((gib[j] + b_ih[j]) + (ghb[j] + b_hh[j])) * hb[j]
-        gemm(N_, T_, B, H, H, one, rh, 0, H, w_hh, 2 * H * H, H, 0, gh, 2 * H, G)
+        row_dots(w_hh, 2 * H * H, H, H, rh, 0, H, B, H, gh, 2 * H, G)
     for b in range(B):
         gib = gi[b]
         ghb = gh[b]
@@ -319,8 +317,19 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
     return True
 
 
+_STEP_ROW_DOTS_MAX_B = 8  # above this batch a step packs the weights (the forward's tile)
+
+
 def step(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
-    """One GRU step, h1 (B,H) = GRU(x (B,I), h (B,H)); None when x or h is not finite."""
+    """One GRU step, h1 (B,H) = GRU(x (B,I), h (B,H)); None when x or h is not finite.
+
+    Up to _STEP_ROW_DOTS_MAX_B rows, row dots on the weights as stored; a larger batch reuses
+    each weight often enough that packing them for the register tile pays (a one-step forward)."""
+    if x.shape[0] > _STEP_ROW_DOTS_MAX_B:
+        if not (np.isfinite(x).all() and np.isfinite(h).all()):
+            return None
+        lengths = np.ones(x.shape[0], np.int64)
+        return forward(x[None], h, w_ih, w_hh, b_ih, b_hh, lengths, reset_after=reset_after)[1]
     h1 = np.empty(h.shape, h.dtype)
     ok = _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, h.dtype.type(1), h1)
     return h1 if ok else None
