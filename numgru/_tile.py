@@ -192,41 +192,58 @@ def _make_rows(NV):
 _rows1, _rows2, _rows3 = (_make_rows(nv) for nv in (1, 2, 3))
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _rows(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
-    """The row tiles of one k block (see panel_products); a, bp and c are 1-D."""
-    if nv == 3:
-        _rows3(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
-    elif nv == 2:
-        _rows2(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
-    else:
-        _rows1(a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
-
-
 K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a product's row tiles
 
 
+# panel_products on 1-D arrays, one routine per number of panel vectors (the three are the same
+# loop over a different tile intrinsic: Numba's cache keys a function by its name and line, so
+# they are written out rather than made by a factory). Not inlined: the tile shapes compile once
+# per dtype and not at every call site, a kernel compiles only the widths it calls (inference: 3),
+# and one call covers all of a part's panels (a call per panel was measurable at batch 1).
+
 @njit(cache=True, error_model="numpy")
-def _panels(nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
-            n_panels, acc):
-    """panel_products on 1-D arrays. Not inlined: the twelve tile shapes compile once per dtype,
-    not at every call site (inlined everywhere, they made the first compile five times longer),
-    and one call covers all of a part's panels (a call per panel was measurable at batch 1)."""
+def _panels3(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
+             n_panels, acc):
     for i in range(n_panels):
         for k0 in range(0, K, K_BLOCK):
-            kn = min(K_BLOCK, K - k0)
-            _rows(nv, a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb, kn,
-                  c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
+            _rows3(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
+                   min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
+
+
+@njit(cache=True, error_model="numpy")
+def _panels2(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
+             n_panels, acc):
+    for i in range(n_panels):
+        for k0 in range(0, K, K_BLOCK):
+            _rows2(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
+                   min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
+
+
+@njit(cache=True, error_model="numpy")
+def _panels1(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
+             n_panels, acc):
+    for i in range(n_panels):
+        for k0 in range(0, K, K_BLOCK):
+            _rows1(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
+                   min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
 
 
 @njit(inline="always", cache=True, error_model="numpy")
 def panel_products(nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc,
                    vstride, n_panels, acc=False):
     """n_panels panel products (`panel_product`), panel i at bp_off + i·bp_step writing c from
-    c_off + i·c_step, in one call."""
-    _panels(np.int64(nv), a.reshape(a.size), a_off, lda, np.int64(ka), M, bp.reshape(bp.size),
-            bp_off, bp_step, ldb, K, c.reshape(c.size), c_off, c_step, ldc, vstride,
-            np.int64(n_panels), bool(acc))
+    c_off + i·c_step, in one call. nv must be a constant (1, 2 or 3)."""
+    # Every integer is cast: a literal argument would compile a copy of the routine per value.
+    args = (a.reshape(a.size), np.int64(a_off), np.int64(lda), np.int64(ka), np.int64(M),
+            bp.reshape(bp.size), np.int64(bp_off), np.int64(bp_step), np.int64(ldb), np.int64(K),
+            c.reshape(c.size), np.int64(c_off), np.int64(c_step), np.int64(ldc),
+            np.int64(vstride), np.int64(n_panels), bool(acc))
+    if nv == 3:
+        _panels3(*args)
+    elif nv == 2:
+        _panels2(*args)
+    else:
+        _panels1(*args)
 
 
 @njit(inline="always", cache=True, error_model="numpy")

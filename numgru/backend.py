@@ -6,9 +6,11 @@ hands layers.py the few array operations it needs on each device (HostArrays her
 it never computes a GRU step. Nothing here imports numba.cuda until CUDA is asked about.
 """
 
+import ctypes
 import functools
 import importlib.util
 import os
+import sys
 
 import numpy as np
 
@@ -23,12 +25,54 @@ def is_device_array(value):
     return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
 
 
+_DRIVER_NAMES = {"linux": ("libcuda.so.1", "libcuda.so"), "win32": ("nvcuda.dll",)}
+
+
+def _driver_probe():
+    """Why there is no usable CUDA driver or GPU, asked of the driver library itself through
+    ctypes (importing numba.cuda to learn the same takes seconds); None when the driver reports
+    a device, or when numba-cuda is pointed at a driver of its own (NUMBA_CUDA_DRIVER): its
+    probe decides then."""
+    if os.environ.get("NUMBA_CUDA_DRIVER"):
+        return None
+    names = _DRIVER_NAMES.get(sys.platform, ())
+    lib = None
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    if lib is None:
+        return ("no usable CUDA driver or GPU: the CUDA driver library "
+                f"({' or '.join(names) or 'none on ' + sys.platform}) was not found")
+    try:
+        rc = lib.cuInit(0)
+        if rc != 0:
+            name = ctypes.c_char_p()
+            lib.cuGetErrorName(rc, ctypes.byref(name))
+            text = name.value.decode() if name.value else f"error {rc}"
+            return f"no usable CUDA driver or GPU: the CUDA driver failed to initialise ({text})"
+        count = ctypes.c_int(0)
+        if lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value == 0:
+            return "no usable CUDA driver or GPU: the CUDA driver reports no device"
+    except AttributeError:  # not the driver API we know: numba-cuda's probe decides
+        return None
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _probe_cuda():
-    """(usable, simulated, reason), found once per process: each missing piece named exactly."""
+    """(usable, simulated, reason), found once per process: each missing piece named exactly.
+    Without the simulator, the driver is asked first (a few microseconds on a machine without
+    one); numba.cuda is imported only where a driver reports a device."""
     if importlib.util.find_spec("numba_cuda") is None:
         return False, False, ("the numba-cuda package is not installed (pip install 'numgru[cuda]'; "
                               "see the README's CUDA section for CUDA 12 and CUDA 13 drivers)")
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() in ("", "0"):
+        missing = _driver_probe()
+        if missing is not None:
+            return False, False, missing
     try:
         from numba import cuda
         from numba.cuda.core import config

@@ -44,7 +44,9 @@ from numba import njit
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._sync import arrive, barrier, max_threads, run_parts, wait
-from ._tile import panel_products, prefer_wide_vectors, row_dots, vector_length
+from ._tile import _panels1, _panels2, _panels3, panel_products, prefer_wide_vectors, row_dots, \
+    vector_length
+from ._view import copy_n, ptr, view, zero_n
 
 _JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
@@ -123,21 +125,116 @@ def _pack_gate_panels(w, u0, u1, wp):
                         pu[k, c] = 0
 
 
+def padded_stride(n, itemsize):
+    """A row stride of at least n elements for the kernels' own buffers: whole 64-byte lines, and
+    an odd number of them, so that the 8 rows a register tile reads (or the three gate blocks
+    of one row) fall into different L1 cache sets. A stride of a multiple of 4 KiB (H = 1024 in
+    float32) put them all into one set of 8 ways and cost a third of the product's speed."""
+    per_line = 64 // itemsize
+    lines = -(-n // per_line)
+    if lines % 2 == 0:
+        lines += 1
+    return lines * per_line
+
+
+_BLOCK_ROWS = 64  # rows (steps × batch) of one block of the input projection
+
+
+def _block_steps(B, T):
+    """Steps per block of the forward's input projection: x W_ih^T for about _BLOCK_ROWS rows
+    at a time, so that a small batch still fills the register tile's rows."""
+    return max(1, min(T, -(-_BLOCK_ROWS // B)))
+
+
+@njit(inline="always", **_JIT)
+def _block_times(s, GS, T, reverse):
+    """(first time, steps) of the projection block that starts at step s: the block holds the
+    times of steps s .. s + GS - 1, in time order."""
+    if not reverse:
+        return s, min(GS, T - s)
+    t_last = T - 1 - s
+    t_first = max(0, t_last - GS + 1)
+    return t_first, t_last - t_first + 1
+
+
+@njit(inline="always", **_JIT)
+def _forward_rows(gx, go, gh, Hs, bias, j0, n, H, hbuf, HS, ho, hno, y, yo, lengths, t, B,
+                  reset_after, gates, one):
+    """The gate math of one step for the units j0 .. j0 + n and every batch row b: gx row go + b
+    and gh row b (each (3·Hs): r, z, n blocks Hs apart), the state at hbuf[ho + b·HS] (HS =
+    hbuf's row stride) into hbuf[hno + b·HS], the output into y[yo + b·H]; gates (training:
+    r, z, n, hn, each (T, B, H)) at the same offsets as y, or None (inference). Rows past their
+    length pass the state through and write 0 to y and the gates."""
+    G = gx.shape[1]
+    bir = ptr(bias, j0)
+    biz = ptr(bias, H + j0)
+    bin_ = ptr(bias, 2 * H + j0)
+    bhr = ptr(bias, 3 * H + j0)
+    bhz = ptr(bias, 4 * H + j0)
+    bhn = ptr(bias, 5 * H + j0)
+    for b in range(B):
+        h = ptr(hbuf, ho + b * HS + j0)
+        h_next = ptr(hbuf, hno + b * HS + j0)
+        yv = yo + b * H + j0
+        yb = ptr(y, yv)
+        if t >= lengths[b]:
+            zero_n(yb, n)
+            copy_n(h_next, h, n)
+            if gates is not None:
+                for g in gates:
+                    zero_n(ptr(g, yv), n)
+            continue
+        gxr = ptr(gx, (go + b) * G + j0)
+        gxz = ptr(gx, (go + b) * G + Hs + j0)
+        gxn = ptr(gx, (go + b) * G + 2 * Hs + j0)
+        ghr = ptr(gh, b * G + j0)
+        ghz = ptr(gh, b * G + Hs + j0)
+        ghn = ptr(gh, b * G + 2 * Hs + j0)
+        if gates is not None:
+            _forward_units(gxr, gxz, gxn, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, h, h_next,
+                           yb, ptr(gates[0], yv), ptr(gates[1], yv),
+                           ptr(gates[2], yv), ptr(gates[3], yv), n, one, reset_after,
+                           True)
+        else:
+            _forward_units(gxr, gxz, gxn, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, h, h_next,
+                           yb, yb, yb, yb, yb, n, one, reset_after, False)
+
+
+@njit(inline="always", **_JIT)
+def _reset_rows(gx, go, gh, bias, j0, n, H, hbuf, ho, rh, B):
+    """reset_after=False, before the n product: rh[b, j] = r_j · h_j for this part's units."""
+    G = gx.shape[1]
+    HS = hbuf.shape[1]
+    bir = ptr(bias, j0)
+    bhr = ptr(bias, 3 * H + j0)
+    for b in range(B):
+        gir = ptr(gx, (go + b) * G + j0)
+        ghr = ptr(gh, b * G + j0)
+        hb = ptr(hbuf, ho + b * HS + j0)
+        rhb = ptr(rh, b * HS + j0)
+        for j in range(n):
+            rhb[j] = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j])) * hb[j]
+
+
 @njit(nogil=True, **_JIT)
-def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, reverse,
-                     reset_after, train, one, gx, hbuf, rh, gh, y, g_r, g_z, g_n, g_hn):
+def _forward_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, one, gx, hbuf, gh,
+                  y, rh, gates):
     """Part p of P of a whole forward pass (the math of reference.forward) with the register
-    tile of `_tile`.
+    tile of `_tile`. The variant is in the argument types, so that a call compiles only its
+    own: rh is None for reset_after=True (else (B, HS), r ⊙ h for the n product), gates None
+    for inference (else the training record's r, z, n, hn, each (T, B, H)).
 
     This part owns the hidden units of panels [NB·p/P, NB·(p+1)/P) and packs its own panels of
-    W_ih and W_hh into wip and wp (`_tile.pack_gates` layout). Per step it computes their three
-    gates' input projections x_t W_ih^T into gx (B, 3·Hp; gate g of unit j at column g·Hp + j,
-    Hp = NB·VL) and recurrent products h W_hh^T into gh (same layout), both read by this part
-    only, then their gate math and their slice of the next state, and meets the other parts
-    once per step (twice for reset_after=False, whose n product needs every unit's r ⊙ h in
-    rh (B, H)). Every part reads whole rows of the state, so it is double-buffered: hbuf (2, B,
-    H), step s reads hbuf[s % 2] and writes the other. x is (T·B, I). With train, the gates of
-    invalid steps are written as 0. Returns False when another part aborted.
+    W_ih and W_hh into wip and wp (`_tile.pack_gates` layout). The input projection x W_ih^T
+    runs a block of GS steps at a time (gx: (GS·B, 3·Hs) rows in time order from the block's
+    first time, gate g of unit j at column g·Hs + j, Hs >= NB·VL), and the recurrent product
+    h W_hh^T per step into gh (B, 3·Hs); both hold this part's columns only and are read by
+    this part only, so the next block is projected in the barrier window of the block's last
+    step. Per step the part computes its units' gate math and its slice of the next state, and
+    meets the other parts once (twice for reset_after=False, whose n product needs every unit's
+    r ⊙ h). Every part reads whole rows of the state, so it is double-buffered: hbuf (2·B, HS),
+    step s reads rows (s % 2)·B.. and writes the others. x is (T·B, I); bias is b_ih and b_hh
+    end to end; y is (T, B, H). Returns False when another part aborted.
     """
     prefer_wide_vectors()
     T, B, H = y.shape
@@ -145,74 +242,60 @@ def _recurrence_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, b_ih, b_hh, lengths, re
     NB = wp.shape[0]
     W3 = wp.shape[2]
     VL = W3 // 3
-    Hp = NB * VL
-    G = 3 * Hp
+    G = gh.shape[1]
+    Hs = G // 3
+    HS = hbuf.shape[1]
+    GS = gx.shape[0] // B
     u0 = NB * p // P
     u1 = NB * (p + 1) // P
     j0 = min(u0 * VL, H)
     j1 = min(u1 * VL, H)
     n = j1 - j0
+    np_ = u1 - u0
+    c0 = u0 * VL
     _pack_gate_panels(w_ih, u0, u1, wip)
     _pack_gate_panels(w_hh, u0, u1, wp)
-    bir = b_ih[j0:j1]
-    biz = b_ih[H + j0:H + j1]
-    bin_ = b_ih[2 * H + j0:2 * H + j1]
-    bhr = b_hh[j0:j1]
-    bhz = b_hh[H + j0:H + j1]
-    bhn = b_hh[2 * H + j0:2 * H + j1]
+    xf = view(x, 0, x.size)
+    hf = view(hbuf, 0, hbuf.size)
+    gxf = view(gx, 0, gx.size)
+    ghf = view(gh, 0, gh.size)
+    wipf = view(wip, 0, wip.size)
+    wpf = view(wp, 0, wp.size)
+    yf = view(y, 0, y.size)
+    one_i = np.int64(1)  # integers and flags for the tile as values, not literals (a literal
+    zero_i = np.int64(0)  # argument would compile another copy of the tile routine)
+    fresh = bool(False)  # the products overwrite their output
+    t_first, steps = _block_times(0, GS, T, reverse)
+    _panels3(xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I, gxf, c0,
+             VL, G, Hs, np_, fresh)
     nbar = 0
-    t = T - 1 if reverse else 0
-    # the first step's input projection (the others: see the barrier)
-    panel_products(3, x, t * B * I, I, 1, B, wip, u0 * I * W3, I * W3, W3, I, gx, u0 * VL, VL, G,
-                   Hp, u1 - u0)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        h = hbuf[s % 2]
-        h_next = hbuf[(s + 1) % 2]
-        if reset_after:
-            panel_products(3, h, 0, H, 1, B, wp, u0 * H * W3, H * W3, W3, H, gh, u0 * VL, VL, G,
-                           Hp, u1 - u0)
+        ho = (s % 2) * B * HS
+        hno = ((s + 1) % 2) * B * HS
+        go = (t - t_first) * B
+        if rh is None:
+            _panels3(hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
+                     np_, fresh)
         else:
-            panel_products(2, h, 0, H, 1, B, wp, u0 * H * W3, H * W3, W3, H, gh, u0 * VL, VL, G,
-                           Hp, u1 - u0)
-            for b in range(B):
-                gir = gx[b, j0:j1]
-                ghr = gh[b, j0:j1]
-                hb = h[b, j0:j1]
-                rhb = rh[b, j0:j1]
-                for j in range(n):
-                    rhb[j] = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j])) * hb[j]
+            _panels2(hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
+                     np_, fresh)
+            _reset_rows(gx, go, gh, bias, j0, n, H, hbuf, ho, rh, B)
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            panel_products(1, rh, 0, H, 1, B, wp, u0 * H * W3 + 2 * VL, H * W3, W3, H, gh,
-                           2 * Hp + u0 * VL, VL, G, Hp, u1 - u0)
-        tg = t if train else 0
-        for b in range(B):
-            if t >= lengths[b]:
-                _zero(y[t, b, j0:j1])
-                _copy(h_next[b, j0:j1], h[b, j0:j1])
-                if train:
-                    _zero(g_r[t, b, j0:j1])
-                    _zero(g_z[t, b, j0:j1])
-                    _zero(g_n[t, b, j0:j1])
-                    _zero(g_hn[t, b, j0:j1])
-                continue
-            gxb = gx[b]
-            ghb = gh[b]
-            _forward_units(gxb[j0:j1], gxb[Hp + j0:Hp + j1], gxb[2 * Hp + j0:2 * Hp + j1],
-                           ghb[j0:j1], ghb[Hp + j0:Hp + j1], ghb[2 * Hp + j0:2 * Hp + j1],
-                           bir, biz, bin_, bhr, bhz, bhn, h[b, j0:j1], h_next[b, j0:j1],
-                           y[t, b, j0:j1], g_r[tg, b, j0:j1], g_z[tg, b, j0:j1],
-                           g_n[tg, b, j0:j1], g_hn[tg, b, j0:j1], n, one, reset_after, train)
+            _panels1(view(rh, 0, rh.size), zero_i, HS, one_i, B, wpf, u0 * H * W3 + 2 * VL,
+                     H * W3, W3, H, ghf, 2 * Hs + c0, VL, G, Hs, np_, fresh)
+        _forward_rows(gx, go, gh, Hs, bias, j0, n, H, hf, HS, ho, hno, yf, t * B * H, lengths, t,
+                      B, rh is None, gates, one)
         nbar += 1
         arrive(ctrl, P)
-        if s + 1 < T:
-            # The next step's input projection needs no other part's result: a part that is
+        if (s + 1) % GS == 0 and s + 1 < T:
+            # The next block's input projection needs no other part's result: a part that is
             # ahead computes it here instead of waiting.
-            t1 = T - 2 - s if reverse else s + 1
-            panel_products(3, x, t1 * B * I, I, 1, B, wip, u0 * I * W3, I * W3, W3, I, gx,
-                           u0 * VL, VL, G, Hp, u1 - u0)
+            t_first, steps = _block_times(s + 1, GS, T, reverse)
+            _panels3(xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I,
+                     gxf, c0, VL, G, Hs, np_, fresh)
         if not wait(ctrl, P, nbar):
             return False
     return True
@@ -230,40 +313,30 @@ def _parts(B, H, panels):
 _PARALLEL_MIN_FLOPS = 1 << 20
 
 
-def _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, y, h,
-                   gates):
-    T, B, I = x.shape
-    H = w_hh.shape[1]
-    dtype = y.dtype
-    VL = vector_length(dtype)
-    NB = -(-H // VL)
-    Hp = NB * VL
-    wip = np.empty((NB, I, 3 * VL), dtype)
-    wp = np.empty((NB, H, 3 * VL), dtype)
-    gx = np.empty((B, 3 * Hp), dtype)
-    gh = np.empty((B, 3 * Hp), dtype)
-    hbuf = np.empty((2, B, H), dtype)
-    hbuf[0] = h0
-    rh = np.empty((B, H) if not reset_after else (1, H), dtype)
-    P = _parts(B, H, NB)
-    run_parts(_recurrence_part, P, (x.reshape(T * B, I), w_ih, w_hh, wip, wp, b_ih, b_hh,
-                                    lengths, reverse, reset_after, train, dtype.type(1), gx, hbuf,
-                                    rh, gh, y, gates[0], gates[1], gates[2], gates[3]))
-    h[...] = hbuf[T % 2]
-
-
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
     """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None)."""
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    VL = vector_length(dtype)
+    NB = -(-H // VL)
+    Hs = padded_stride(NB * VL, dtype.itemsize)
+    HS = padded_stride(H, dtype.itemsize)
+    GS = _block_steps(B, T)
     y = np.empty((T, B, H), dtype)
-    h = np.empty((B, H), dtype)  # h_n, written at the end
     # r, z, n, hn: four (T, B, H) blocks of one allocation, 0 at invalid steps (written by the
-    # kernel); a (1, B, H) scratch each for inference.
-    gates = np.empty((4, T, B, H) if train else (4, 1, B, H), dtype)
-    _tiled_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after, train, y, h,
-                   gates)
+    # kernel).
+    gates = np.empty((4, T, B, H), dtype) if train else None
+    hbuf = np.zeros((2 * B, HS), dtype)
+    hbuf[:B, :H] = h0
+    P = _parts(B, H, NB)
+    run_parts(_forward_part, P, (
+        x.reshape(T * B, I), w_ih, w_hh, np.empty((NB, I, 3 * VL), dtype),
+        np.empty((NB, H, 3 * VL), dtype), np.concatenate((b_ih, b_hh)), lengths, reverse,
+        dtype.type(1), np.empty((GS * B, 3 * Hs), dtype), hbuf, np.empty((B, 3 * Hs), dtype), y,
+        None if reset_after else np.empty((B, HS), dtype),
+        None if gates is None else (gates[0], gates[1], gates[2], gates[3])))
+    h = np.ascontiguousarray(hbuf[(T % 2) * B:(T % 2) * B + B, :H])
     cache = None
     if train:
         cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
@@ -377,11 +450,17 @@ def _backward_units(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi_r, dgi_z, dgi_n, dg
 
 
 @njit(inline="always", **_JIT)
-def _h_prev(y, h0, lengths, reverse, t, b):
-    """The state entering step t of row b: the neighbouring output, or h0 at the first step."""
+def _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b):
+    """Where the state entering step t of row b is: (True, offset into y) for the neighbouring
+    output, (False, offset into h0) at the sequence's first step; y is (T, B, H), h0 rows HS0
+    apart."""
     if not reverse:
-        return y[t - 1, b] if t > 0 else h0[b]
-    return y[t + 1, b] if t + 1 < lengths[b] else h0[b]
+        if t > 0:
+            return True, ((t - 1) * B + b) * H
+        return False, b * HS0
+    if t + 1 < lengths[b]:
+        return True, ((t + 1) * B + b) * H
+    return False, b * HS0
 
 
 @njit(inline="always", **_JIT)
@@ -394,14 +473,10 @@ def _pack_column_panels(m, q0, q1, bp):
     for q in range(q0, q1):
         c0 = q * W
         n = min(W, N - c0)
-        bq = bp[q]
         for k in range(K):
-            src = m[k, c0:c0 + n]
-            dst = bq[k]
-            for i in range(n):
-                dst[i] = src[i]
-            for i in range(n, W):
-                dst[i] = 0
+            dst = ptr(bp, (q * K + k) * W)
+            copy_n(dst, ptr(m, k * N + c0), n)
+            zero_n(ptr(bp, (q * K + k) * W + n), W - n)
 
 
 _FLUSH_ROWS = 2048  # rows of T·B per float32 chain in the weight gradients (then into float64)
@@ -409,79 +484,64 @@ _CHUNK_ROWS = 128  # rows of T·B per weight-gradient product (k of the tile)
 
 
 @njit(**_JIT)  # called once per step and gate: not inlined (compile time)
-def _transpose_into(src, c0, n, dst, r0, k0):
-    """dst[r0 + c, k0 + b] = src[b, c0 + c] for every row b of src and c < n, in 16 × 16 blocks
-    (each written line of dst gets 16 values at once)."""
-    B = src.shape[0]
+def _transpose_into(src, ld, c0, n, B, dst, r0, ldd, k0):
+    """dst[(r0 + c)·ldd + k0 + b] = src[b·ld + c0 + c] for b < B, c < n (flat arrays), in 16 × 16
+    blocks (each written line of dst gets 16 values at once)."""
     for cb in range(0, n, 16):
         ce = min(cb + 16, n)
         for bb in range(0, B, 16):
             be = min(bb + 16, B)
             for c in range(cb, ce):
-                drow = dst[r0 + c]
+                drow = (r0 + c) * ldd + k0
                 for b in range(bb, be):
-                    drow[k0 + b] = src[b, c0 + c]
-
-
-@njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
-def _dx_rows(dgi, t, b0, b1, wihp, dx):
-    """dx_t = dgi W_ih for the rows b0..b1 of step t (dgi: that step's (B, 3H) gradients; dx:
-    (T·B, Ip), padded to whole panels)."""
-    B, G = dgi.shape
-    NQ = wihp.shape[0]
-    W = wihp.shape[2]
-    Ip = dx.shape[1]
-    panel_products(3, dgi, b0 * G, G, 1, b1 - b0, wihp, 0, G * W, W, G, dx, (t * B + b0) * Ip, W,
-                   Ip, W // 3, NQ)
+                    dst[drow + b] = src[b * ld + c0 + c]
 
 
 @njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
 def _flush(c_ih, c_hh, acc_ih, acc_hh):
-    """The float32 sums of the weight gradients into the float64 ones (and back to 0)."""
-    for r in range(c_ih.shape[0]):
-        ar = acc_ih[r]
-        cr = c_ih[r]
-        for i in range(cr.size):
-            ar[i] += cr[i]
-            cr[i] = 0
-        ar = acc_hh[r]
-        cr = c_hh[r]
-        for i in range(cr.size):
-            ar[i] += cr[i]
-            cr[i] = 0
+    """The float32 sums of the weight gradients into the float64 ones (and back to 0); flat."""
+    for i in range(c_ih.size):
+        acc_ih[i] += c_ih[i]
+        c_ih[i] = 0
+    for i in range(c_hh.size):
+        acc_hh[i] += c_hh[i]
+        c_hh[i] = 0
 
 
-@njit(**_JIT)  # called once per step or chunk: not inlined (compile time)
-def _weight_chunk(K, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, reset_after,
-                  unflushed, VL):
-    """The weight and bias gradients of one chunk of K rows for a part's n units: c_ih (3n, Ip)
-    += aT (3n, ·) xs, c_hh (3n, Hq) += aT hs (the n block: aTn hs for reset_after, aT hid
-    otherwise), the column sums into s_ih (3, n) and s_hn (n); the float32 sums go into the
-    float64 ones every _FLUSH_ROWS rows. VL: elements per vector. Returns the rows not yet
+@njit(inline="always", **_JIT)
+def _weight_chunk(K, n, RC, aT, aTn, aTn_off, xs, Ip, hs, hid, hid_off, Hq, c_ih, c_hh, acc_ih,
+                  acc_hh, s_ih, s_hn, unflushed, VL):
+    """The weight and bias gradients of one chunk of K rows for a part's n units (all flat):
+    c_ih (3n, Ip) += aT (3n, RC) xs (RC, Ip), c_hh (3n, Hq) += aT hs (RC, Hq), except the n
+    block: aTn hs for reset_after (aTn not None), aT hid otherwise (hid = r ⊙ h_prev); the
+    column sums into s_ih (3, n) and s_hn (n); the float32 sums go into the float64 ones every
+    _FLUSH_ROWS rows. aTn and hid are the whole (P, ...) buffers (None for the other variant),
+    this part's from aTn_off and hid_off. VL: elements per vector. Returns the rows not yet
     flushed."""
-    n = s_ih.shape[1]
-    RC = aT.shape[1]
-    Ip = xs.shape[1]
-    Hq = hs.shape[1]
     W = 3 * VL
-    for g in range(3):
-        panel_products(3, aT, g * n * RC, RC, 1, n, xs, 0, W, Ip, K, c_ih, g * n * Ip, W, Ip, VL,
-                       Ip // W, True)
-        hsrc = hid if (g == 2 and not reset_after) else hs
-        a_n = aTn if (g == 2 and reset_after) else aT  # dgh = dgi in the r and z blocks
-        off = 0 if (g == 2 and reset_after) else g * n * RC
-        panel_products(3, a_n, off, RC, 1, n, hsrc, 0, W, Hq, K, c_hh, g * n * Hq, W, Hq, VL,
-                       Hq // W, True)
+    one_i = np.int64(1)
+    zero_i = np.int64(0)
+    acc = bool(True)  # accumulate into c_ih, c_hh (not a literal: see _forward_part)
+    _panels3(aT, zero_i, RC, one_i, 3 * n, xs, zero_i, W, Ip, K, c_ih, zero_i, W, Ip, VL, Ip // W,
+             acc)
+    _panels3(aT, zero_i, RC, one_i, 2 * n, hs, zero_i, W, Hq, K, c_hh, zero_i, W, Hq, VL,
+             Hq // W, acc)
+    if aTn is not None:
+        _panels3(view(aTn, aTn_off, n * RC), zero_i, RC, one_i, n, hs, zero_i, W, Hq, K, c_hh,
+                 2 * n * Hq, W, Hq, VL, Hq // W, acc)
+    if hid is not None:
+        _panels3(aT, 2 * n * RC, RC, one_i, n, view(hid, hid_off, RC * Hq), zero_i, W, Hq, K,
+                 c_hh, 2 * n * Hq, W, Hq, VL, Hq // W, acc)
     for r in range(3 * n):
         sg = 0.0
-        ar = aT[r, :K]
+        ar = ptr(aT, r * RC)
         for k in range(K):
             sg += ar[k]
-        s_ih[r // n, r % n] += sg
-    if reset_after:
+        s_ih[r] += sg
+    if aTn is not None:
         for c in range(n):
             sg = 0.0
-            ar = aTn[c, :K]
+            ar = ptr(aTn, aTn_off + c * RC)
             for k in range(K):
                 sg += ar[k]
             s_hn[c] += sg
@@ -492,40 +552,80 @@ def _weight_chunk(K, aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_h
     return unflushed
 
 
+@njit(inline="always", **_JIT)
+def _backward_rows(T, B, H, t, j0, n, G, g_r, g_z, g_n, g_hn, y, h0, HS0, lengths, reverse, dy,
+                   dh, HS, dgi3, dgh3, off):
+    """This part's units of one step's gate gradients for every row b (flat arrays): dgi and
+    (reset_after: dgh3 not None) dgh rows of G values (r, z, n blocks H apart) from offset off
+    of dgi3 and dgh3, from the gates, the state entering the step, dy and dh (rows HS apart),
+    which becomes the direct share dh_t ⊙ z. An invalid step writes zeros and passes dh
+    through."""
+    if dgh3 is None:  # reset_after=False: the hidden side's gradient is dgi itself
+        dgh = dgi3
+    else:
+        dgh = dgh3
+    reset_after = bool(dgh3 is not None)
+    for b in range(B):
+        gr = off + b * G
+        if t >= lengths[b]:
+            for g in range(3):
+                zero_n(ptr(dgi3, gr + g * H + j0), n)
+                zero_n(ptr(dgh, gr + g * H + j0), n)
+            continue
+        from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
+        if from_y:
+            hp = ptr(y, hoff + j0)
+        else:
+            hp = ptr(h0, hoff + j0)
+        go = (t * B + b) * H + j0
+        _backward_units(ptr(g_r, go), ptr(g_z, go), ptr(g_n, go), ptr(g_hn, go),
+                        hp, ptr(dy, go), ptr(dh, b * HS + j0), ptr(dgi3, gr + j0),
+                        ptr(dgi3, gr + H + j0), ptr(dgi3, gr + 2 * H + j0),
+                        ptr(dgh, gr + j0), ptr(dgh, gr + H + j0),
+                        ptr(dgh, gr + 2 * H + j0), n, reset_after)
+
+
 @njit(nogil=True, **_JIT)
 def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
-                   reverse, reset_after, dy, dh, dprod, dgi2, dgh2, dx, dw_ih, dw_hh, db_ih,
-                   db_hh):
+                   reverse, dy, dh, dprod, dgi3, dx, dw_ih, dw_hh, db_ih, db_hh, aT, xs, hs,
+                   c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, dgh3, aTn, hid):
     """Part p of P of a whole backward pass (BPTT for `forward`; the math of
-    reference.backward), step by step, with the register tile of `_tile`.
+    reference.backward), step by step, with the register tile of `_tile`. The variant is in
+    the argument types: reset_after=True passes dgh3 and aTn and hid=None; reset_after=False
+    passes hid and dgh3=aTn=None (its dgh is dgi).
 
     This part owns the hidden units of W_hh's column panels [NB·p/P, NB·(p+1)/P) (whp (NB, 3H,
     2·VL), which it packs itself, as it packs its share of W_ih's column panels wihp (NQ, 3H,
     3·VL), read by every part after the first barrier). Per step (reverse order):
-    - its units' gate gradients, dgi and dgh (this step's rows: dgi2[s % 3], dgh2[s % 3], each
-      (B, 3H); every part reads them after the barrier, and the previous step's until the next
-      barrier, hence three buffers), and the direct share of dh (B, H), dh' ⊙ z;
-    - after a barrier, its slice of dgh W_hh (the product with every unit's gate gradients) into
-      dprod (B, 2·VL·NB) and then into dh (reset_after=False first needs W_hn^T da_n over all
+    - its units' gate gradients, dgi and dgh (this step's rows: dgi3[s % 3], dgh3[s % 3], each
+      (B, G), G >= 3H; every part reads them after the barrier, and the previous step's until
+      the next barrier, hence three buffers), and the direct share of dh (B, HS), dh' ⊙ z;
+    - after a barrier, its slice of dgh W_hh (the product with every unit's gate gradients)
+      into dprod (B, ·) and then into dh (reset_after=False first needs W_hn^T da_n over all
       units: one more barrier);
     - the rows of dW_ih and dW_hh for its units, += dgi^T x_t and dgh^T h_prev (its own columns
-      only), one product per chunk of about _CHUNK_ROWS rows, in float32 chains of about
-      _FLUSH_ROWS rows that are then added into float64 sums, and the bias gradients (float64
-      sums);
+      only), one product per chunk of RC rows (this part's buffers: aT (3·nmax, RC), aTn
+      (nmax, RC), xs (RC, Ip), hs and hid (RC, Hq), c_ih and c_hh the chunk's float32 sums,
+      acc_ih and acc_hh the float64 ones, s_ih and s_hn the bias sums), in float32 chains of
+      about _FLUSH_ROWS rows that are then added into float64 sums;
     - its share of the rows of dx_t = dgi W_ih, into dx (T·B, Ip), padded to whole panels.
+    x, y: (T, B, I), (T, B, H); h0 (B, HS0); the gates (T, B, H) each.
     """
     prefer_wide_vectors()
     T, B, H = y.shape
     I = x.shape[2]
-    G = 3 * H
     NB = whp.shape[0]
     PW = whp.shape[2]  # two vectors of units per panel
     VL = PW // 2
-    Hp = NB * PW
     W = wihp.shape[2]  # three vectors: the width of the weight-gradient and dx panels
     NQ = wihp.shape[0]
     Ip = dx.shape[1]
-    Hq = -(-H // W) * W
+    Hq = hs.shape[2]
+    RC = xs.shape[1]
+    G = dgi3.shape[2]
+    HS = dh.shape[1]
+    HS0 = h0.shape[1]
+    DP = dprod.shape[1]
     u0 = NB * p // P
     u1 = NB * (p + 1) // P
     j0 = min(u0 * PW, H)
@@ -535,78 +635,88 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
     b1 = B * (p + 1) // P
     _pack_column_panels(w_hh, u0, u1, whp)
     _pack_column_panels(w_ih, NQ * p // P, NQ * (p + 1) // P, wihp)
-    dtype = dx.dtype
-    # The weight gradients go in chunks of KS steps (about _CHUNK_ROWS rows): this part's columns
-    # of dgi (and dgh's n block) transposed into aT / aTn, with the rows of x_t and h_prev beside
-    # them (xs, hs; hid = r ⊙ h_prev for reset_after=False), padded to whole panels.
-    KS = max(1, _CHUNK_ROWS // B)
-    RC = KS * B
-    aT = np.empty((3 * n, RC), dtype)
-    aTn = np.empty((n if reset_after else 0, RC), dtype)
-    xs = np.zeros((RC, Ip), dtype)
-    hs = np.zeros((RC, Hq), dtype)
-    hid = np.zeros((RC if not reset_after else 0, Hq), dtype)
-    c_ih = np.zeros((3 * n, Ip), dtype)  # this chunk's float32 (or float64) sums
-    c_hh = np.zeros((3 * n, Hq), dtype)
-    acc_ih = np.zeros((3 * n, Ip), np.float64)
-    acc_hh = np.zeros((3 * n, Hq), np.float64)
-    s_ih = np.zeros((3, n), np.float64)
-    s_hn = np.zeros(n, np.float64)
+    one_i = np.int64(1)
+    zero_i = np.int64(0)
+    fresh = bool(False)  # not a literal (see _forward_part)
+    KS = RC // B
+    # flat views of this part's buffers and of the shared ones
+    aTp = view(aT, p * aT.shape[1] * RC, 3 * n * RC)
+    aTn_off = 0 if aTn is None else p * aTn.shape[1] * RC
+    xsp = view(xs, p * RC * Ip, RC * Ip)
+    hsp = view(hs, p * RC * Hq, RC * Hq)
+    hid_off = p * RC * Hq
+    cih = view(c_ih, p * c_ih.shape[1] * Ip, 3 * n * Ip)
+    chh = view(c_hh, p * c_hh.shape[1] * Hq, 3 * n * Hq)
+    aih = view(acc_ih, p * acc_ih.shape[1] * Ip, 3 * n * Ip)
+    ahh = view(acc_hh, p * acc_hh.shape[1] * Hq, 3 * n * Hq)
+    sih = view(s_ih, p * s_ih.shape[1], 3 * n)
+    shn = view(s_hn, p * s_hn.shape[1], n)
+    for a in (cih, chh):
+        zero_n(ptr(a, 0), a.size)
+    for a in (aih, ahh, sih, shn):
+        zero_n(ptr(a, 0), a.size)
+    zero_n(ptr(xsp, 0), xsp.size)  # the padding columns stay 0
+    zero_n(ptr(hsp, 0), hsp.size)
+    if hid is not None:
+        zero_n(ptr(hid, hid_off), RC * Hq)
+    xf = view(x, 0, x.size)
+    yf = view(y, 0, y.size)
+    h0f = view(h0, 0, h0.size)
+    dyf = view(dy, 0, dy.size)
+    dhf = view(dh, 0, dh.size)
+    dprodf = view(dprod, 0, dprod.size)
+    dxf = view(dx, 0, dx.size)
+    whpf = view(whp, 0, whp.size)
+    wihpf = view(wihp, 0, wihp.size)
+    grf = view(g_r, 0, g_r.size)
+    gzf = view(g_z, 0, g_z.size)
+    gnf = view(g_n, 0, g_n.size)
+    ghnf = view(g_hn, 0, g_hn.size)
     rows = 0  # rows in the current chunk
     pending = 0  # rows of a full chunk whose products are still to run
     unflushed = 0  # rows in the float32 sums c_ih, c_hh
     nbar = 0
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        dgi = dgi2[s % 3]
-        dgh = dgh2[s % 3]
-        for b in range(B):
-            gr = dgi[b]
-            if t >= lengths[b]:  # an invalid step passes dh through untouched
-                _zero(gr[j0:j1])
-                _zero(gr[H + j0:H + j1])
-                _zero(gr[2 * H + j0:2 * H + j1])
-                if reset_after:
-                    hr = dgh[b]
-                    _zero(hr[j0:j1])
-                    _zero(hr[H + j0:H + j1])
-                    _zero(hr[2 * H + j0:2 * H + j1])
-                continue
-            hp = _h_prev(y, h0, lengths, reverse, t, b)
-            hr = dgh[b] if reset_after else gr
-            _backward_units(g_r[t, b, j0:j1], g_z[t, b, j0:j1], g_n[t, b, j0:j1],
-                            g_hn[t, b, j0:j1], hp[j0:j1], dy[t, b, j0:j1], dh[b, j0:j1],
-                            gr[j0:j1], gr[H + j0:H + j1], gr[2 * H + j0:2 * H + j1],
-                            hr[j0:j1], hr[H + j0:H + j1], hr[2 * H + j0:2 * H + j1], n,
-                            reset_after)
+        off = (s % 3) * B * G
+        dgi = view(dgi3, off, B * G)
+        _backward_rows(T, B, H, t, j0, n, G, grf, gzf, gnf, ghnf, yf, h0f, HS0, lengths, reverse,
+                       dyf, dhf, HS, dgi3, dgh3, off)
         nbar += 1
         arrive(ctrl, P)
         # Work that needs nothing the others write in this step: the previous step's dx (its
         # gate gradients are complete and stay until the next barrier) and a full chunk's
         # weight-gradient products. A part that is ahead does it instead of waiting.
         if s > 0:
-            _dx_rows(dgi2[(s - 1) % 3], (s - 1) if reverse else T - s, b0, b1, wihp, dx)
+            tp = (s - 1) if reverse else T - s
+            _panels3(view(dgi3, ((s - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf,
+                     zero_i, 3 * H * W, W, 3 * H, dxf, (tp * B + b0) * Ip, W, Ip, VL, NQ, fresh)
         if pending > 0:
-            unflushed = _weight_chunk(np.int64(pending), aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih,
-                                      acc_hh, s_ih, s_hn, reset_after, np.int64(unflushed), VL)
+            unflushed = _weight_chunk(np.int64(pending), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp,
+                                      hid, hid_off, Hq, cih, chh, aih, ahh, sih, shn,
+                                      np.int64(unflushed), VL)
             pending = 0
         if not wait(ctrl, P, nbar):
             return False
-        if reset_after:
-            panel_products(2, dgh, 0, G, 1, B, whp, u0 * G * PW, G * PW, PW, G, dprod, u0 * PW,
-                           PW, Hp, VL, u1 - u0)
+        if dgh3 is not None:
+            _panels2(view(dgh3, off, B * G), zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 3 * H,
+                     dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
-            panel_products(2, dgi, 2 * H, G, 1, B, whp, u0 * G * PW + 2 * H * PW, G * PW, PW, H,
-                           dprod, u0 * PW, PW, Hp, VL, u1 - u0)
+            _panels2(dgi, 2 * H, G, one_i, B, whpf, u0 * 3 * H * PW + 2 * H * PW, 3 * H * PW, PW,
+                     H, dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
             for b in range(B):
                 if t >= lengths[b]:
                     continue
-                hp = _h_prev(y, h0, lengths, reverse, t, b)[j0:j1]
-                d_rh = dprod[b, j0:j1]
-                rr = g_r[t, b, j0:j1]
-                dgr = dgi[b, j0:j1]
-                dhb = dh[b, j0:j1]
+                from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
+                if from_y:
+                    hp = ptr(yf, hoff + j0)
+                else:
+                    hp = ptr(h0f, hoff + j0)
+                d_rh = ptr(dprodf, b * DP + j0)
+                rr = ptr(grf, (t * B + b) * H + j0)
+                dgr = ptr(dgi, b * G + j0)
+                dhb = ptr(dhf, b * HS + j0)
                 for j in range(n):
                     r = np.float64(rr[j])
                     dgr[j] = d_rh[j] * hp[j] * r * (1.0 - r)
@@ -615,49 +725,66 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            panel_products(2, dgi, 0, G, 1, B, whp, u0 * G * PW, G * PW, PW, 2 * H, dprod,
-                           u0 * PW, PW, Hp, VL, u1 - u0)
+            _panels2(dgi, zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 2 * H,
+                     dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
         for b in range(B):
-            dhb = dh[b, j0:j1]
-            dpb = dprod[b, j0:j1]
+            dhb = ptr(dhf, b * HS + j0)
+            dpb = ptr(dprodf, b * DP + j0)
             for j in range(n):
                 dhb[j] += dpb[j]
         # The weight and bias gradients of this part's units: this step's rows into the chunk.
         for b in range(B):
             row = rows + b
-            _copy(xs[row, :I], x[t, b])
-            hp = _h_prev(y, h0, lengths, reverse, t, b)
-            _copy(hs[row, :H], hp)
-            if not reset_after:
-                hidb = hid[row, :H]
-                rr = g_r[t, b]
+            copy_n(ptr(xsp, row * Ip), ptr(xf, (t * B + b) * I), I)
+            from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
+            if from_y:
+                hp = ptr(yf, hoff)
+            else:
+                hp = ptr(h0f, hoff)
+            copy_n(ptr(hsp, row * Hq), hp, H)
+            if hid is not None:
+                hidb = ptr(hid, hid_off + row * Hq)
+                rr = ptr(grf, (t * B + b) * H)
                 for j in range(H):
                     hidb[j] = rr[j] * hp[j]
         for g in range(3):
-            _transpose_into(dgi, g * H + j0, n, aT, g * n, rows)
-        if reset_after:
-            _transpose_into(dgh, 2 * H + j0, n, aTn, 0, rows)
+            _transpose_into(dgi, G, g * H + j0, n, B, aTp, g * n, RC, rows)
+        if aTn is not None:
+            _transpose_into(view(dgh3, off, B * G), G, 2 * H + j0, n, B,
+                            view(aTn, aTn_off, n * RC), zero_i, RC, rows)
         rows += B
-        if rows == RC:
+        if rows == KS * B:
             pending = rows  # its products run in the next step's barrier window
             rows = 0
     # The last step's dx and the last chunk (every part has passed the last barrier).
-    _dx_rows(dgi2[(T - 1) % 3], T - 1 if reverse else 0, b0, b1, wihp, dx)
+    tl = T - 1 if reverse else 0
+    _panels3(view(dgi3, ((T - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf, zero_i,
+             3 * H * W, W, 3 * H, dxf, (tl * B + b0) * Ip, W, Ip, VL, NQ, fresh)
     last = pending if pending > 0 else rows
     if last > 0:
-        unflushed = _weight_chunk(np.int64(last), aT, aTn, xs, hs, hid, c_ih, c_hh, acc_ih,
-                                  acc_hh, s_ih, s_hn, reset_after, np.int64(unflushed), VL)
+        unflushed = _weight_chunk(np.int64(last), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp, hid,
+                                  hid_off, Hq, cih, chh, aih, ahh, sih, shn, np.int64(unflushed),
+                                  VL)
     if unflushed > 0:
-        _flush(c_ih, c_hh, acc_ih, acc_hh)
+        _flush(cih, chh, aih, ahh)
+    dwih = view(dw_ih, 0, dw_ih.size)
+    dwhh = view(dw_hh, 0, dw_hh.size)
     for g in range(3):
         for c in range(n):
-            _copy(dw_ih[g * H + j0 + c], acc_ih[g * n + c, :I])
-            _copy(dw_hh[g * H + j0 + c], acc_hh[g * n + c, :H])
-        _copy(db_ih[g * H + j0:g * H + j1], s_ih[g])
-        if g == 2 and reset_after:
-            _copy(db_hh[g * H + j0:g * H + j1], s_hn)
-        else:
-            _copy(db_hh[g * H + j0:g * H + j1], s_ih[g])
+            src = ptr(aih, (g * n + c) * Ip)
+            dst = ptr(dwih, (g * H + j0 + c) * I)
+            for i in range(I):
+                dst[i] = src[i]
+            src = ptr(ahh, (g * n + c) * Hq)
+            dst = ptr(dwhh, (g * H + j0 + c) * H)
+            for i in range(H):
+                dst[i] = src[i]
+        for c in range(n):
+            db_ih[g * H + j0 + c] = sih[g * n + c]
+            if g == 2 and aTn is not None:
+                db_hh[g * H + j0 + c] = shn[c]
+            else:
+                db_hh[g * H + j0 + c] = sih[g * n + c]
     return True
 
 
@@ -667,31 +794,45 @@ def backward(cache, dy, dh_n):
     T, B, H = y.shape
     I = x.shape[2]
     dtype = x.dtype
+    size = dtype.itemsize
     VL = vector_length(dtype)
     W = 3 * VL
+    PW = 2 * VL
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=dtype)
-    dh = np.array(dh_n, dtype=dtype, copy=True, order="C")
+    HS = padded_stride(H, size)
+    dh = np.zeros((B, HS), dtype)
+    dh[:, :H] = dh_n
     h0 = np.ascontiguousarray(cache.h0, dtype=dtype)
     reset_after = cache.reset_after
+    NB = -(-H // PW)
+    NQ = -(-I // W)
+    Ip = NQ * W
+    Hq = -(-H // W) * W
+    G = padded_stride(3 * H, size)
+    P = _parts(B, H, NB)
     # This step's dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the
     # hidden side (differs in the n columns, × r, when reset_after; equal to dgi otherwise).
-    dgi2 = np.empty((3, B, 3 * H), dtype)
-    dgh2 = np.empty((3, B, 3 * H), dtype) if reset_after else dgi2
-    NB = -(-H // (2 * VL))
-    NQ = -(-I // W)
-    whp = np.empty((NB, 3 * H, 2 * VL), dtype)
-    wihp = np.empty((NQ, 3 * H, W), dtype)
-    dprod = np.empty((B, NB * 2 * VL), dtype)
-    dxp = np.empty((T * B, NQ * W), dtype)
+    dgi3 = np.empty((3, B, G), dtype)
+    KS = max(1, _CHUNK_ROWS // B)
+    RC = KS * B
+    nmax = -(-NB // P) * PW  # units of the largest part
+    g = cache.gates
+    dx = np.empty((T * B, Ip), dtype)
     dw_ih = np.empty(w_ih.shape, dtype)
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    g = cache.gates
-    P = _parts(B, H, NB)
-    run_parts(_backward_part, P, (x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, whp, wihp,
-                                  cache.lengths, cache.reverse, reset_after, dy, dh, dprod, dgi2,
-                                  dgh2, dxp, dw_ih, dw_hh, db_ih, db_hh))
-    dx = dxp[:, :I].reshape(T, B, I)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    run_parts(_backward_part, P, (
+        x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, np.empty((NB, 3 * H, PW), dtype),
+        np.empty((NQ, 3 * H, W), dtype), cache.lengths, cache.reverse, dy, dh,
+        np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx, dw_ih, dw_hh, db_ih, db_hh,
+        np.empty((P, 3 * nmax, RC), dtype), np.empty((P, RC, Ip), dtype),
+        np.empty((P, RC, Hq), dtype), np.empty((P, 3 * nmax, Ip), dtype),
+        np.empty((P, 3 * nmax, Hq), dtype), np.empty((P, 3 * nmax, Ip), np.float64),
+        np.empty((P, 3 * nmax, Hq), np.float64), np.empty((P, 3 * nmax), np.float64),
+        np.empty((P, nmax), np.float64),
+        np.empty((3, B, G), dtype) if reset_after else None,
+        np.empty((P, nmax, RC), dtype) if reset_after else None,
+        None if reset_after else np.empty((P, RC, Hq), dtype)))
+    return dx[:, :I].reshape(T, B, I), np.ascontiguousarray(dh[:, :H]), dw_ih, dw_hh, db_ih, db_hh
