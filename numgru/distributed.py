@@ -248,7 +248,10 @@ def _combined(infos, size):
     who = (f"rank {first_rank} of {size}" if len(ranks) == 1 else
            f"ranks {', '.join(map(str, ranks))} of {size}")
     same = all(info[1] == message for _, info in failed)
-    text = f"{who} raised {type_name}: {message}"
+    if same and len(ranks) == size > 1:
+        text = f"{message} ({type_name} on all {size} ranks)"
+    else:
+        text = f"{who} raised {type_name}: {message}"
     if not same:
         text += f" (rank {first_rank}'s; the others': " + "; ".join(
             f"rank {r}: {i[0]}: {i[1]}" for r, i in failed[1:]) + ")"
@@ -694,6 +697,73 @@ class DataParallel:
             error = e
         g.check(error, "evaluating")
         return np.concatenate([v for v in g.allgather(vecs) if len(v)]).sum(axis=0)
+
+
+# -- the command line's side --
+
+def cli_comm(choice):
+    """The communicator `numgru train` trains over, or None to train alone.
+
+    choice: True (--distributed), False (--no-distributed) or None (automatic: data-parallel when
+    a launcher's variables say this process is one of several). Raises ValueError where the
+    launch and MPI disagree, so that N processes never train N copies into one run folder."""
+    env = launch_environment()
+    launched = env is not None and (env[2] is None or env[2] > 1)
+    if choice is False:
+        if env is not None and env[2] is not None and env[2] > 1:
+            raise ValueError(f"--no-distributed: this process is one of {env[2]} started by "
+                             f"{env[1]} ({env[0]}={env[2]}); they would train {env[2]} copies "
+                             f"into one run folder. Start one process, or drop --no-distributed")
+        return None
+    if choice is None and not launched:
+        return None
+    try:
+        comm = world_comm()
+    except ImportError as e:
+        how = f"started by {env[1]} ({env[0]}={os.environ[env[0]]})" if env else "--distributed"
+        raise ValueError(f"{how}: {e}; or pass --no-distributed in a single process") from None
+    size = comm.Get_size()
+    if size == 1 and env is not None and env[2] is not None and env[2] > 1:
+        raise ValueError(f"this process is one of {env[2]} started by {env[1]} ({env[0]}="
+                         f"{env[2]}), but MPI says it is alone: mpi4py loads another MPI than the "
+                         f"launcher's ({library_version()}). Launch with that MPI's mpiexec, or "
+                         f"rebuild mpi4py against the launcher's MPI (README, data-parallel "
+                         f"training)")
+    return comm if (size > 1 or choice) else None
+
+
+def describe_launch():
+    """Lines for `numgru info`, and this rank (print on rank 0 only). Imports mpi4py only when a
+    launcher's variables are set."""
+    import importlib.metadata
+    import importlib.util
+    env = launch_environment()
+    if env is None:
+        if importlib.util.find_spec("mpi4py") is None:
+            return ["MPI: not launched under MPI; mpi4py not installed (pip install "
+                    "'numgru[mpi]' for data-parallel training)"], 0
+        return [f"MPI: not launched under MPI (mpi4py {importlib.metadata.version('mpi4py')} "
+                f"installed; mpiexec -n N numgru train ... trains data-parallel)"], 0
+    try:
+        comm = world_comm()
+    except ImportError as e:
+        return [f"MPI: started by {env[1]} ({env[0]}), but {e}"], 0
+    from mpi4py import MPI
+    hosts = comm.gather(MPI.Get_processor_name(), root=0)
+    threads = _threads_per_rank(comm) if comm.Get_size() > 1 else None
+    if comm.Get_rank() != 0:
+        return [], comm.Get_rank()
+    counts = {}
+    for h in hosts:
+        counts[h] = counts.get(h, 0) + 1
+    lines = [f"MPI: {library_version()} (mpi4py {importlib.metadata.version('mpi4py')}, MPI "
+             f"{'.'.join(map(str, MPI.Get_version()))})",
+             f"  launched by {env[1]} ({env[0]}): world size {comm.Get_size()}, on "
+             + ", ".join(f"{h} ({n} rank{'s' if n > 1 else ''})" for h, n in counts.items())]
+    if threads is not None:
+        lines.append(f"  ranks share CPUs: training uses {threads} thread(s) per rank "
+                     f"(NUMGRU_NUM_THREADS overrides)")
+    return lines, 0
 
 
 def _check_deterministic(deterministic):

@@ -92,8 +92,9 @@ class Trainer:
         self.best_epoch = None
         self._saved_epoch = None
         self._dp = None
-        if distributed or deterministic:
-            self._dp = _distributed.DataParallel(self, distributed, deterministic)
+        chunk = _distributed._check_deterministic(deterministic)
+        if (distributed is not None and distributed is not False) or chunk is not None:
+            self._dp = _distributed.DataParallel(self, distributed, chunk)
 
     @property
     def rank(self):
