@@ -54,10 +54,11 @@ def data(name, seed=0):
     return X, y, lengths, val
 
 
-def build(name, distributed=False, deterministic=False, optimizer=None):
+def build(name, distributed=False, deterministic=False, optimizer=None, dropout=None):
     c = CASES[name]
     model = ng.GRUModel(c["I"], c["H"], c["O"], num_layers=c["layers"], head=c["head"],
-                        bidirectional=c.get("bidirectional", False), dropout=c.get("dropout", 0.0),
+                        bidirectional=c.get("bidirectional", False),
+                        dropout=c.get("dropout", 0.0) if dropout is None else dropout,
                         dtype=c["dtype"], seed=11)
     kind, lr = optimizer or c["opt"]
     opt = {"adam": lambda: ng.Adam(model, lr=lr),
@@ -82,11 +83,11 @@ def fit(name, distributed=False, deterministic=False, epochs=EPOCHS, checkpoint=
 
 
 def one_step(name, distributed=False):
-    """The gradient of one train_step on the first B rows (plain SGD, no clipping): the summed
-    flat gradient buffer after the step, and the step's loss."""
+    """The gradient of one train_step on the first B rows (plain SGD, no clipping, no dropout):
+    the summed flat gradient buffer after the step, and the step's loss."""
     c = CASES[name]
     X, y, lengths, _ = data(name)
-    model, trainer = build(name, distributed, optimizer=("sgd", 0.1))
+    model, trainer = build(name, distributed, optimizer=("sgd", 0.1), dropout=0.0)
     trainer.clip_norm = None
     B = c["B"]
     loss = trainer.train_step(X[:B], y[:B], lengths=lengths[:B])
@@ -129,7 +130,7 @@ def fault_nonfinite_loss(comm, ckdir):
     """Epoch 1 trains and writes a checkpoint; then a target of 1e300 in the last row of the
     first batch (rank `size - 1`'s share) makes that rank's loss infinite."""
     X, y, lengths, _ = data("mse_l1")
-    path = os.path.join(ckdir, "nonfinite.npz")
+    path = os.path.join(ckdir, f"nonfinite{comm.size}.npz")
     _, trainer = build("mse_l1", True)
     trainer.fit(X, y, lengths=lengths, epochs=1, batch_size=7, shuffle=False, checkpoint=path)
     y = y.copy()
@@ -190,7 +191,7 @@ def main(argv):
         kind, _, name = task.partition("/")
         if kind == "fit":
             res = fit(name, True)
-        elif kind.startswith("det"):
+        elif kind in ("det1", "det2"):
             res = fit(name, True, deterministic=int(kind[3:]))
         elif kind == "grad":
             res = one_step(name, True)
