@@ -31,11 +31,18 @@ CASES = {
                           H=4, O=3, N=17, B=5, T=7, opt=("sgd", 0.3), dropout=0.3, val=6),
 }
 EPOCHS = 3
+# The device path (gradients staged through the host) under Numba's CUDA simulator, by hand:
+#   NUMBA_ENABLE_CUDASIM=1 mpiexec -n 2 python tests/mpi_cases.py OUT.npz DIR cuda/cuda_seq
+# (not in make test: under mpiexec the simulator takes about 40 s for these two steps).
+CUDA_CASES = {
+    "cuda_seq": dict(dtype="float64", layers=1, head="sequence", loss="cross_entropy", I=2, H=3,
+                     O=2, N=5, B=5, T=3, opt=("adam", 0.05), clip=0.5),
+}
 
 
 def data(name, seed=0):
     """(X, y, lengths, validation or None) of a case: padding beyond each length is zero."""
-    c = CASES[name]
+    c = {**CASES, **CUDA_CASES}[name]
     rng = np.random.default_rng(seed + len(name))
 
     def part(n):
@@ -54,12 +61,13 @@ def data(name, seed=0):
     return X, y, lengths, val
 
 
-def build(name, distributed=False, deterministic=False, optimizer=None, dropout=None):
-    c = CASES[name]
+def build(name, distributed=False, deterministic=False, optimizer=None, dropout=None,
+          device="cpu"):
+    c = {**CASES, **CUDA_CASES}[name]
     model = ng.GRUModel(c["I"], c["H"], c["O"], num_layers=c["layers"], head=c["head"],
                         bidirectional=c.get("bidirectional", False),
                         dropout=c.get("dropout", 0.0) if dropout is None else dropout,
-                        dtype=c["dtype"], seed=11)
+                        dtype=c["dtype"], device=device, seed=11)
     kind, lr = optimizer or c["opt"]
     opt = {"adam": lambda: ng.Adam(model, lr=lr),
            "adamw": lambda: ng.AdamW(model, lr=lr, weight_decay=0.1),
@@ -71,11 +79,12 @@ def build(name, distributed=False, deterministic=False, optimizer=None, dropout=
 
 
 def fit(name, distributed=False, deterministic=False, epochs=EPOCHS, checkpoint=None,
-        resume=False):
+        resume=False, device="cpu"):
     """{"loss", other history values..., "params"}: the history of a fit and its final weights."""
     X, y, lengths, val = data(name)
-    model, trainer = build(name, distributed, deterministic)
-    history = trainer.fit(X, y, lengths=lengths, epochs=epochs, batch_size=CASES[name]["B"],
+    model, trainer = build(name, distributed, deterministic, device=device)
+    batch = {**CASES, **CUDA_CASES}[name]["B"]
+    history = trainer.fit(X, y, lengths=lengths, epochs=epochs, batch_size=batch,
                           validation_data=val, seed=5, checkpoint=checkpoint, resume=resume)
     out = {k: np.asarray(v, np.float64) for k, v in history.items() if k not in ("time", "epoch")}
     out["params"] = model.get_flat_params()
@@ -193,6 +202,8 @@ def main(argv):
             res = fit(name, True)
         elif kind in ("det1", "det2"):
             res = fit(name, True, deterministic=int(kind[3:]))
+        elif kind in ("cuda", "cudadet"):  # under NUMBA_ENABLE_CUDASIM=1
+            res = fit(name, True, deterministic=kind == "cudadet", epochs=1, device="cuda")
         elif kind == "grad":
             res = one_step(name, True)
         elif kind in ("resume_write", "resume_read", "detresume_write", "detresume_read"):
