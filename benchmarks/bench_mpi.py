@@ -81,10 +81,9 @@ def _trainer(size, mode, comm):
     return model, trainer
 
 
-def time_steps(size, mode, repeat, comm):
-    """Median seconds per step, total and by phase, of `repeat` train_steps (after 2 warm-ups)."""
+def _instrumented(size, mode, comm):
+    """(trainer, timers): a trainer whose phases add their seconds into timers."""
     model, trainer = _trainer(size, mode, comm)
-    x, y = _problem(size)
     timers = _Timers()
     timers.wrap(model, "forward", "compute")
     timers.wrap(model, "backward", "compute")
@@ -98,22 +97,33 @@ def time_steps(size, mode, repeat, comm):
         else:  # the chain of partial sums and the final broadcast
             for name in ("send_", "recv_", "bcast_"):
                 timers.wrap(dp.group, name, "grad_allreduce")
-    for _ in range(2):
-        trainer.train_step(x, y)
-    rows = []
+    return trainer, timers
+
+
+def time_steps(size, modes, repeat, comm):
+    """{mode: median seconds per step, total and by phase}, of `repeat` train_steps per mode
+    (after 2 warm-ups), the modes taking turns step by step so that a change in the machine's
+    load falls on all of them alike."""
+    x, y = _problem(size)
+    runs = {mode: _instrumented(size, mode, comm) for mode in modes}
+    for trainer, _ in runs.values():
+        for _ in range(2):
+            trainer.train_step(x, y)
+    rows = {mode: [] for mode in modes}
     for _ in range(repeat):
-        if comm is not None:
-            comm.Barrier()
-        timers.clear()
-        t0 = time.perf_counter()
-        trainer.train_step(x, y)
-        total = time.perf_counter() - t0
-        row = {"total": total, **timers}
-        row["rest"] = total - sum(timers.values())
-        rows.append(row)
+        for mode, (trainer, timers) in runs.items():
+            if comm is not None:
+                comm.Barrier()
+            timers.clear()
+            t0 = time.perf_counter()
+            trainer.train_step(x, y)
+            total = time.perf_counter() - t0
+            row = {"total": total, **timers}
+            row["rest"] = total - sum(timers.values())
+            rows[mode].append(row)
     keys = ("total", "compute", "small_allreduce", "grad_allreduce", "rest")
-    return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in keys} | {
-        "parameters": model.num_parameters()}
+    return {mode: {k: statistics.median(r.get(k, 0.0) for r in rows[mode]) for k in keys}
+            | {"parameters": runs[mode][0].model.num_parameters()} for mode in modes}
 
 
 def time_shares(size, repeat):
@@ -123,20 +133,22 @@ def time_shares(size, repeat):
     B, T, I, H, L = GRID[size]
     model, trainer = _trainer(size, "plain", None)
     x, y = _problem(size)
-    out = {}
-    for b in sorted({max(1, math.ceil(B / n)) for n in RANKS}):
-        def compute():
-            model.zero_grad()
-            pred = model.forward(x[:b], train=True)
-            _, grad = trainer.loss_fn(pred, y[:b], None)
-            model.backward(grad)
-        compute()
-        times = []
-        for _ in range(repeat):
+    def compute(b):
+        model.zero_grad()
+        pred = model.forward(x[:b], train=True)
+        _, grad = trainer.loss_fn(pred, y[:b], None)
+        model.backward(grad)
+
+    batches = sorted({max(1, math.ceil(B / n)) for n in RANKS})
+    times = {b: [] for b in batches}
+    for b in batches:
+        compute(b)
+    for _ in range(repeat):  # the batch sizes take turns, as the modes do
+        for b in batches:
             t0 = time.perf_counter()
-            compute()
-            times.append(time.perf_counter() - t0)
-        out[str(b)] = statistics.median(times)
+            compute(b)
+            times[b].append(time.perf_counter() - t0)
+    out = {str(b): statistics.median(t) for b, t in times.items()}
     opt = trainer.optimizer
     opt.step()
     times = []
@@ -156,8 +168,12 @@ def worker(args):
         comm = MPI.COMM_WORLD
     result = {"size": 1 if comm is None else comm.Get_size(),
               "threads": os.environ.get("NUMGRU_NUM_THREADS"), "modes": {}}
-    for mode in args.modes.split(","):
-        result["modes"][mode] = {s: time_steps(s, mode, args.repeat, comm) for s in args.sizes}
+    modes = args.modes.split(",")
+    for mode in modes:
+        result["modes"][mode] = {}
+    for s in args.sizes:
+        for mode, row in time_steps(s, modes, args.repeat, comm).items():
+            result["modes"][mode][s] = row
     if args.shares:
         result["shares"] = {s: time_shares(s, args.repeat) for s in args.sizes}
     if comm is None or comm.Get_rank() == 0:
@@ -289,7 +305,7 @@ def report(results):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=list(GRID), choices=list(GRID))
-    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--repeat", type=int, default=11)
     p.add_argument("--model", help="results JSON of an earlier run: print its tables again")
     p.add_argument("--save", help="write the measurements to this JSON file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
