@@ -31,9 +31,9 @@ CASES = {
                           H=4, O=3, N=17, B=5, T=7, opt=("sgd", 0.3), dropout=0.3, val=6),
 }
 EPOCHS = 3
-# The device path (gradients staged through the host) under Numba's CUDA simulator, by hand:
+# The device path (parameters, gradients and moments in device arrays, staged through the host
+# for MPI), under Numba's CUDA simulator: a tiny problem, since the simulator is slow.
 #   NUMBA_ENABLE_CUDASIM=1 mpiexec -n 2 python tests/mpi_cases.py OUT.npz DIR cuda/cuda_seq
-# (not in make test: under mpiexec the simulator takes about 40 s for these two steps).
 CUDA_CASES = {
     "cuda_seq": dict(dtype="float64", layers=1, head="sequence", loss="cross_entropy", I=2, H=3,
                      O=2, N=5, B=5, T=3, opt=("adam", 0.05), clip=0.5),

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import numgru as ng
-from helpers import assert_close, require
+from helpers import assert_close, require, require_numba_cuda
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -51,14 +51,14 @@ def _clean_env(**extra):
     return env
 
 
-def launch(n, args, cwd=HERE, timeout=240):
+def launch(n, args, cwd=HERE, timeout=240, **extra_env):
     """(returncode, stdout, stderr) of `mpiexec -n n args...`: one thread per rank (2 cores
     here), what Open MPI needs to run as root and oversubscribed (MPICH needs nothing), and a
     hard timeout that kills the whole process group."""
     env = _clean_env(NUMGRU_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                      MPIEXEC_TIMEOUT=str(timeout - 20), OMPI_ALLOW_RUN_AS_ROOT="1",
                      OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1",
-                     PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe")
+                     PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe", **extra_env)
     proc = subprocess.Popen([_mpiexec(), "-n", str(n), *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -266,6 +266,22 @@ def test_resume_on_another_number_of_ranks(ranks3, ckdir, one_thread):
     # rank 0 alone wrote, atomically: the checkpoints and nothing half-written beside them
     assert sorted(p.name for p in ckdir.iterdir() if not p.name.startswith("results")) == [
         "detresume_ce_seq_l2.npz", "nonfinite2.npz", "nonfinite3.npz", "resume_ce_seq_l2.npz"]
+
+
+def test_a_model_on_the_gpu_reduces_through_the_host(tmp_path, one_thread):
+    """device="cuda" (the CUDA kernels under Numba's simulator): parameters, gradients and
+    optimizer state live in device arrays, staged through the host for MPI; 2 ranks follow the
+    CPU backend's single-process curve."""
+    require_numba_cuda()
+    out = tmp_path / "cuda.npz"
+    code, stdout, stderr = launch(2, [sys.executable, os.path.join(HERE, "mpi_cases.py"), out,
+                                      tmp_path, "cuda/cuda_seq"], NUMBA_ENABLE_CUDASIM="1")
+    assert code == 0, stderr[-6000:]
+    with np.load(out) as f:
+        got = {k.split("/")[-1]: f[k] for k in f.files if k.startswith("cuda/")}
+    want = mc.fit("cuda_seq", epochs=1, device="cpu")
+    for key in want:
+        assert_close(f"cuda on 2 ranks: {key}", got[key], want[key], TOL["float64"])
 
 
 def _faults(results, name):
