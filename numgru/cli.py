@@ -214,10 +214,10 @@ def _parallel_note(trainer):
     if trainer.world_size == 1:
         return ""
     dp = trainer._dp
-    threads = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "all CPUs'")
+    n = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "")
+    each = f"{n} thread{'' if n == '1' else 's'} each" if n else "each with the CPUs it may use"
     mode = f", deterministic in chunks of {dp.chunk} row(s)" if dp.chunk else ""
-    return (f"; data-parallel over {trainer.world_size} MPI processes ({threads} "
-            f"thread{'' if threads == '1' else 's'} each{mode})")
+    return f"; data-parallel over {trainer.world_size} MPI processes ({each}{mode})"
 
 
 def _slug(text):

@@ -6,9 +6,9 @@ shares, one per rank (sizes differ by at most one row; a rank may get none). A r
 backward on its share with the output gradient scaled by (its positions / the global batch's
 positions), so that the sums over ranks are the gradient of the global batch's mean loss; one
 Allreduce then sums the model's flat gradient buffer. Positions are what the loss averages over:
-rows for a "last" head, valid steps for a "sequence" head (the count is known on every rank from the
-lengths, so it costs no message). A small Allreduce before it carries the loss and metric sums and an
-error flag, so that a rank that fails makes every rank raise at the same point.
+rows for a "last" head, valid steps for a "sequence" head (the count is known on every rank from
+the lengths, so it costs no message). A small Allreduce before it carries the loss and metric sums
+and an error flag, so that a rank that fails makes every rank raise at the same point.
 
 The deterministic mode (`deterministic=True` or an integer c) cuts each global batch into fixed
 chunks of c rows (1 by default), independent of the number of ranks; each chunk's gradient is
@@ -465,19 +465,19 @@ class DataParallel:
         self._bcast_buffer(model.flat_params)
         opt_state = opt.state_dict()
         head = {k: v for k, v in opt_state.items() if k != "buffers"}
-        meta = g.bcast({"optimizer": head,
-                        "buffers": {k: [b.size for b in v] for k, v in opt_state["buffers"].items()},
+        sizes = {k: [b.size for b in v] for k, v in opt_state["buffers"].items()}
+        specs = None if arrays is None else {
+            k: (None if a is None else (a.dtype.str, a.shape)) for k, a in arrays.items()}
+        meta = g.bcast({"optimizer": head, "buffers": sizes,
                         "scheduler": None if tr.scheduler is None else tr.scheduler.state_dict(),
                         "global_step": tr.global_step,
                         "dropout_rng": model.gru._rng.bit_generator.state,
-                        "loop": loop,
-                        "arrays": None if arrays is None else
-                        {k: (None if a is None else (a.dtype.str, a.shape)) for k, a in arrays.items()}})
+                        "loop": loop, "arrays": specs})
         buffers = {}
-        for name, sizes in meta["buffers"].items():
+        for name, span_sizes in meta["buffers"].items():
             mine = opt_state["buffers"][name]
             buffers[name] = []
-            for k, size in enumerate(sizes):
+            for k, size in enumerate(span_sizes):
                 buf = np.ascontiguousarray(mine[k]).reshape(-1) if g.rank == 0 else \
                     np.empty(size, mine[k].dtype)
                 buffers[name].append(g.bcast_(buf))
