@@ -9,6 +9,7 @@ take that folder (or a checkpoint file) and prepare their data the same way.
 
 import argparse
 import csv
+import io
 import json
 import os
 import platform
@@ -164,20 +165,24 @@ def cmd_train(args):
     opt, sched = _build_optimizer(args, model)
     metrics = ["accuracy"] if task == "classify" else ["rmse"]
     trainer = Trainer(model, opt, loss=loss, metrics=metrics, clip_norm=args.clip_norm,
-                      scheduler=sched, progress=not args.no_progress)
-    out_dir = args.out or os.path.join("runs", f"{_slug(args.data)}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(out_dir, exist_ok=True)
+                      scheduler=sched, progress=not args.no_progress,
+                      distributed=getattr(args, "comm", None) or False,
+                      deterministic=args.deterministic or False)
+    out_dir = _run_folder(trainer, args.out or os.path.join(
+        "runs", f"{_slug(args.data)}-{time.strftime('%Y%m%d-%H%M%S')}"))
     ckpt_path = os.path.join(out_dir, "checkpoint.npz")
     print(f"numgru train: {args.data} ({task}), {len(train[0])} training sequences"
           + (f", {len(validation[0])} validation" if validation else "")
           + (f", {len(test[0])} test" if test else "") + f"; {model!r}, "
-          f"{model.num_parameters()} parameters; {opt!r}", flush=True)
+          f"{model.num_parameters()} parameters; {opt!r}" + _parallel_note(trainer), flush=True)
     t0 = time.perf_counter()
     history = trainer.fit(train[0], train[1], lengths=train[2], epochs=args.epochs,
                           batch_size=args.batch_size, validation_data=validation, seed=args.seed,
                           early_stopping=args.patience, checkpoint=ckpt_path, resume=args.resume,
                           extra=prep)
     seconds = time.perf_counter() - t0
+    if trainer.rank != 0:  # rank 0 alone writes the run folder and reports
+        return 0
     # checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
     # final model (the best epoch's weights when a validation split chose one).
     save_checkpoint(os.path.join(out_dir, "model.npz"), trainer.model, extra=prep)
@@ -192,6 +197,27 @@ def cmd_train(args):
     _write_run(out_dir, history, metrics_out)
     print(f"run folder: {out_dir} ({', '.join(sorted(os.listdir(out_dir)))})")
     return 0
+
+
+def _run_folder(trainer, out_dir):
+    """Create the run folder (rank 0 alone in data-parallel training, whose name all use)."""
+    if trainer.world_size == 1:
+        os.makedirs(out_dir, exist_ok=True)
+        return out_dir
+    dp = trainer._dp
+    made = dp.on_root(f"creating the run folder {out_dir}",
+                      lambda: os.makedirs(out_dir, exist_ok=True) or out_dir)
+    return dp.group.bcast(made)
+
+
+def _parallel_note(trainer):
+    if trainer.world_size == 1:
+        return ""
+    dp = trainer._dp
+    n = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "")
+    each = f"{n} thread{'' if n == '1' else 's'} each" if n else "each with the CPUs it may use"
+    mode = f", deterministic in chunks of {dp.chunk} row(s)" if dp.chunk else ""
+    return f"; data-parallel over {trainer.world_size} MPI processes ({each}{mode})"
 
 
 def _slug(text):
@@ -249,16 +275,17 @@ def _print_result(result, prep, data):
 
 
 def _write_run(out_dir, history, metrics):
-    with open(os.path.join(out_dir, "history.json"), "w") as f:
-        json.dump(history, f, indent=1)
+    """history.json, history.csv, metrics.json and loss.png, each written atomically."""
+    from .checkpoint import atomic_write
+    atomic_write(os.path.join(out_dir, "history.json"), json.dumps(history, indent=1).encode())
     keys = list(history)
-    with open(os.path.join(out_dir, "history.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys)
-        for row in zip(*(history[k] for k in keys)):
-            w.writerow(row)
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(keys)
+    for row in zip(*(history[k] for k in keys)):
+        w.writerow(row)
+    atomic_write(os.path.join(out_dir, "history.csv"), text.getvalue().encode())
+    atomic_write(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=1).encode())
     if not plot_history(history, os.path.join(out_dir, "loss.png")):
         print("loss.png not written: matplotlib is not installed (pip install 'numgru[plot]')")
 
@@ -290,8 +317,11 @@ def plot_history(history, path):
         axes[1].set_ylabel("accuracy")
         axes[1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from .checkpoint import atomic_write
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    atomic_write(path, png.getbuffer())
     return True
 
 
@@ -444,6 +474,10 @@ def cmd_info(args):
     import numba
     from . import __version__
     from .backend import DEVICES, cuda_status, resolve
+    from .distributed import describe_launch
+    mpi_lines, rank = describe_launch()  # under mpiexec: rank 0 alone prints
+    if rank != 0:
+        return 0
     print(f"numgru {__version__}")
     print(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
     for mod in ("numpy", "numba", "llvmlite", "scipy", "tqdm", "matplotlib"):
@@ -470,6 +504,8 @@ def cmd_info(args):
         else:
             print(f"  {d:6} usable")
     print(f"  auto -> {resolve('auto')}")
+    for line in mpi_lines:
+        print(line)
     return 0
 
 
@@ -542,6 +578,12 @@ def build_parser():
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-parallel over MPI (default: on when started by mpiexec or srun "
+                   "with more than one process)")
+    t.add_argument("--deterministic", type=_positive(int), nargs="?", const=1, default=None,
+                   metavar="ROWS", help="data-parallel results bitwise the same for any number "
+                   "of processes: gradients of chunks of ROWS rows (1) added in a fixed order")
     t.set_defaults(func=cmd_train)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "metrics of a trained model on data"),
@@ -573,17 +615,50 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    group = None
     try:
+        group = _data_parallel(args)
         return args.func(args)
     except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        print(f"numgru {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _report(args, group, e, f"numgru {args.command}: error", 2)
     except FloatingPointError as e:  # NonFiniteLossError
-        print(f"numgru {args.command}: training stopped: {e}", file=sys.stderr)
-        return 3
+        return _report(args, group, e, f"numgru {args.command}: training stopped", 3)
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except BaseException as e:
+        if group is None or group.size == 1:
+            raise
+        return _report(args, group, e, f"numgru {args.command}: failed", 1)
+
+
+def _data_parallel(args):
+    """For `train` started by an MPI launcher: the ranks' Group (rank 0 alone prints), else None."""
+    if args.command != "train":
+        return None
+    from .distributed import cli_comm, group_for
+    args.comm = cli_comm(args.distributed)
+    if args.comm is None:
+        return None
+    group = group_for(args.comm)
+    if group.rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    return group
+
+
+def _report(args, group, error, prefix, code):
+    """Print the error once: in data-parallel training every rank raises it together (a rank
+    that failed alone joins the others first, or the job is aborted), and rank 0 prints it."""
+    if group is not None and group.size > 1:
+        if not getattr(error, "all_ranks", False):
+            try:
+                group.join_failure(error, f"running numgru {args.command}")
+            except Exception as combined:
+                error = combined
+        if group.rank != 0:
+            return code
+    print(f"{prefix}: {error}", file=sys.stderr)
+    return code
 
 
 __all__ = ["main", "build_parser", "plot_history"]

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import distributed as _distributed
 from . import losses
 from .data import check_padded, pad_sequences
 
@@ -55,10 +56,18 @@ class Trainer:
     metrics: names computed each epoch; "accuracy" (default with cross_entropy), "rmse", "mae".
     clip_norm: clip gradients to this global L2 norm before each step (None = no clipping).
     scheduler: a numgru learning-rate schedule, stepped once per epoch.
+    distributed: True (mpi4py's COMM_WORLD) or an mpi4py communicator: data-parallel training,
+    launched with `mpiexec -n N python script.py`. Every rank passes the same data; batch_size is
+    the global batch, of which each rank takes its share; rank 0's weights and optimizer state are
+    broadcast at construction and at the start of each fit; the gradients are summed with one
+    Allreduce per step; metrics, validation and errors are shared; rank 0 alone writes files.
+    deterministic: True, or a number of rows c: each global batch is cut into chunks of c rows
+    (1 for True) whose gradients are added in a fixed order, so that the results are bitwise the
+    same for any number of ranks (slower; see the README).
     """
 
     def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
-                 progress=True):
+                 progress=True, distributed=False, deterministic=False):
         self.model = model
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
@@ -82,6 +91,24 @@ class Trainer:
         self.stop_training = False
         self.best_epoch = None
         self._saved_epoch = None
+        self._dp = None
+        chunk = _distributed._check_deterministic(deterministic)
+        if (distributed is not None and distributed is not False) or chunk is not None:
+            self._dp = _distributed.DataParallel(self, distributed, chunk)
+
+    @property
+    def rank(self):
+        """This process's rank in data-parallel training (0 without distribution)."""
+        return 0 if self._dp is None else self._dp.rank
+
+    @property
+    def world_size(self):
+        """The number of ranks training together (1 without distribution)."""
+        return 1 if self._dp is None else self._dp.size
+
+    def _guarded(self, what, fn):
+        """fn(); in data-parallel training, every rank raises if any rank's fn raised."""
+        return fn() if self._dp is None else self._dp.guarded(what, fn)
 
     # -- checks --
 
@@ -141,11 +168,25 @@ class Trainer:
 
     # -- one step --
 
+    @_distributed.collective
     def train_step(self, x, y, lengths=None, mask=None):
         """One optimizer step on this batch; returns its mean loss (a float).
 
-        For a per-step head the mask defaults to the valid steps given by lengths.
+        For a per-step head the mask defaults to the valid steps given by lengths. In
+        data-parallel training x is the global batch (the same on every rank), of which each
+        rank takes its share.
         """
+        if self._dp is not None:
+            x = np.asarray(x)
+            if x.ndim != 3:
+                raise ValueError(f"x: expected a 3-D array (B, T, input_size), got shape {x.shape}")
+            B, T = x.shape[:2]
+            lengths = np.full(B, T, np.int64) if lengths is None else np.asarray(lengths)
+            if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+                raise ValueError(f"lengths: expected {B} integers, got {lengths.dtype} "
+                                 f"{lengths.shape}")
+            loss, _ = self._dp.step(x, lengths, np.asarray(y), np.arange(B), T, mask)
+            return loss
         out, loss = self._step(x, y, lengths, mask)
         return loss
 
@@ -188,21 +229,37 @@ class Trainer:
             outs.append(out)
         return np.concatenate(outs)
 
+    @_distributed.collective
     def evaluate(self, X, y, lengths=None, batch_size=256):
-        """{"loss": mean loss, and each metric} over the whole set (inference, no dropout)."""
-        X, lengths = _as_sequences(X, lengths, self.model.dtype)
-        y = self._check_targets(y, len(X), X.shape[1], lengths)
+        """{"loss": mean loss, and each metric} over the whole set (inference, no dropout).
+        In data-parallel training each rank evaluates its share and the totals are summed."""
+        def prepare():
+            X_, lengths_ = _as_sequences(X, lengths, self.model.dtype)
+            return X_, lengths_, self._check_targets(y, len(X_), X_.shape[1], lengths_)
+        Xc, lc, yc = self._guarded("checking the evaluation data", prepare)
+        if self._dp is not None:
+            self._dp.check_same_data({"evaluation data": (Xc, lc, yc)})
+        return self._evaluate(Xc, lc, yc, batch_size)
+
+    def _evaluate(self, X, lengths, y, batch_size=256):
+        if self._dp is not None:
+            return _Totals.from_vector(self._dp.evaluate(X, lengths, y, batch_size)) \
+                .result(self.metrics)
         totals = _Totals()
         for start in range(0, len(X), batch_size):
-            index = np.arange(start, min(start + batch_size, len(X)))
-            xb, lb, yb, mask = self._batch(X, lengths, y, index)
-            out = self.model(xb, lengths=lb)
-            loss, _ = self.loss_fn(out, yb, mask)
-            totals.add(loss, out, yb, mask, self.metrics)
+            self._evaluate_batch(totals, X, lengths, y,
+                                 np.arange(start, min(start + batch_size, len(X))))
         return totals.result(self.metrics)
+
+    def _evaluate_batch(self, totals, X, lengths, y, index):
+        xb, lb, yb, mask = self._batch(X, lengths, y, index)
+        out = self.model(xb, lengths=lb)
+        loss, _ = self.loss_fn(out, yb, mask)
+        totals.add(loss, out, yb, mask, self.metrics)
 
     # -- the epoch loop --
 
+    @_distributed.collective
     def fit(self, X, y, epochs=1, batch_size=32, lengths=None, validation_data=None, shuffle=True,
             seed=None, callbacks=(), early_stopping=None, monitor=None, restore_best=None,
             checkpoint=None, checkpoint_every=1, resume=False, extra=None, progress=None):
@@ -219,6 +276,11 @@ class Trainer:
         resume=True and an existing file, training continues from it exactly.
         callbacks: callables (trainer, epoch, logs); set trainer.stop_training = True to stop.
         Returns the history: {"epoch", "loss", metrics..., "val_loss", ..., "lr", "time"} lists.
+
+        Data-parallel (distributed=...): call it on every rank with the same data; batch_size is
+        the global batch. Callbacks run on every rank (one that stops stops all); rank 0 alone
+        writes the checkpoint, and resume reads it on rank 0 and shares it, so a run may resume
+        on another number of ranks.
         """
         model = self.model
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -226,20 +288,35 @@ class Trainer:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
                 batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-        X, lengths = _as_sequences(X, lengths, model.dtype)
-        y = self._check_targets(y, len(X), X.shape[1], lengths)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
-            Xv, yv = validation_data[0], validation_data[1]
-            lv = validation_data[2] if len(validation_data) == 3 else None
-            Xv, lv = _as_sequences(Xv, lv, model.dtype, name="validation X")
-            if Xv.shape[2] != X.shape[2]:
-                raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the training X "
-                                 f"has {X.shape[2]}")
-            yv = self._check_targets(yv, len(Xv), Xv.shape[1], lv, name="validation y")
-            val = (Xv, yv, lv)
+
+        def prepare():
+            X_, lengths_ = _as_sequences(X, lengths, model.dtype)
+            y_ = self._check_targets(y, len(X_), X_.shape[1], lengths_)
+            val_ = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or \
+                        len(validation_data) not in (2, 3):
+                    raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
+                Xv, yv = validation_data[0], validation_data[1]
+                lv = validation_data[2] if len(validation_data) == 3 else None
+                Xv, lv = _as_sequences(Xv, lv, model.dtype, name="validation X")
+                if Xv.shape[2] != X_.shape[2]:
+                    raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the "
+                                     f"training X has {X_.shape[2]}")
+                yv = self._check_targets(yv, len(Xv), Xv.shape[1], lv, name="validation y")
+                val_ = (Xv, yv, lv)
+            logged = {"epoch", "loss", *self.metrics, "lr", "time"}
+            if val_ is not None:
+                logged |= {"val_loss", *(f"val_{m}" for m in self.metrics)}
+            if monitor is not None and monitor not in logged:
+                raise ValueError(f"monitor: {monitor!r} is not among the logged values "
+                                 f"{sorted(logged)}")
+            return X_, lengths_, y_, val_
+
+        X, lengths, y, val = self._guarded("checking the training data", prepare)
+        if self._dp is not None:
+            self._dp.check_same_data({"training data": (X, lengths, y),
+                                      "validation data": val or ()})
         monitor = monitor or ("val_loss" if val is not None else "loss")
         if restore_best is None:
             restore_best = val is not None
@@ -250,12 +327,16 @@ class Trainer:
         best_params = None
         self._shuffle_rng = np.random.default_rng(seed)
         self.history = {}
-        if resume and checkpoint is not None and os.path.exists(checkpoint):
-            best_params = self._restore(checkpoint, state)
+        dp = self._dp
+        if dp is None:
+            if resume and checkpoint is not None and os.path.exists(checkpoint):
+                best_params = self._restore(checkpoint, state)
+            last_good = checkpoint if (checkpoint and os.path.exists(checkpoint)) else None
+        else:
+            best_params, last_good = self._dp_start(dp, checkpoint, resume, state)
         self.stop_training = False
-        last_good = checkpoint if (checkpoint and os.path.exists(checkpoint)) else None
-        bar = _progress_bar(self.progress if progress is None else progress,
-                            total=steps_per_epoch * max(0, epochs - state["epoch"]))
+        show = (self.progress if progress is None else progress) and self.rank == 0
+        bar = _progress_bar(show, total=steps_per_epoch * max(0, epochs - state["epoch"]))
         try:
             for epoch in range(state["epoch"] + 1, epochs + 1):
                 t0 = time.perf_counter()
@@ -264,22 +345,28 @@ class Trainer:
                 totals = _Totals()
                 for b in range(steps_per_epoch):
                     index = order[b * batch_size:(b + 1) * batch_size]
-                    xb, lb, yb, mask = self._batch(X, lengths, y, index)
                     lr = self.optimizer.lr
                     try:
-                        out, loss = self._step(xb, yb, lb, mask)
-                    except NonFiniteLossError as e:
+                        if dp is None:
+                            xb, lb, yb, mask = self._batch(X, lengths, y, index)
+                            out, loss = self._step(xb, yb, lb, mask)
+                        else:
+                            loss, vec = dp.step(X, lengths, y, index, int(lengths[index].max()))
+                    except (NonFiniteLossError, _distributed.DistributedError) as e:
                         where = f"epoch {epoch}, batch {b + 1} of {steps_per_epoch}"
                         kept = (f"; the last good checkpoint is {last_good} (epoch "
                                 f"{self._saved_epoch})" if last_good else "")
-                        raise NonFiniteLossError(f"{e} ({where}, lr {lr:g}){kept}", e.step, epoch,
-                                                 last_good) from None
-                    totals.add(loss, out, yb, mask, self.metrics)
+                        raise _with_context(e, f" ({where}, lr {lr:g}){kept}", epoch,
+                                            last_good) from None
+                    if dp is None:
+                        totals.add(loss, out, yb, mask, self.metrics)
+                    else:
+                        totals.add_vector(vec)
                     bar.update(1)
                     bar.set_postfix_str(f"loss {totals.mean_loss():.4f}", refresh=False)
                 logs = {"epoch": epoch, **totals.result(self.metrics)}
                 if val is not None:
-                    for k, v in self.evaluate(*val[:2], lengths=val[2]).items():
+                    for k, v in self._evaluate(val[0], val[2], val[1]).items():
                         logs[f"val_{k}"] = v
                 logs["lr"] = self.optimizer.lr
                 logs["time"] = time.perf_counter() - t0
@@ -299,13 +386,20 @@ class Trainer:
                 else:
                     state["wait"] += 1
                 state["epoch"] = epoch
-                for cb in callbacks:
-                    cb(self, epoch, logs)
+                self._guarded("running the callbacks",
+                              lambda: [cb(self, epoch, logs) for cb in callbacks])
+                if dp is not None:  # a callback that stops one rank stops all
+                    self.stop_training = dp.any(self.stop_training)
                 stop = self.stop_training or (early_stopping is not None
                                               and state["wait"] >= early_stopping)
                 if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
                                                or stop):
-                    self._save(checkpoint, state, best_params, seed, extra)
+                    if dp is None:
+                        self._save(checkpoint, state, best_params, seed, extra)
+                    else:
+                        dp.on_root(f"writing the checkpoint {checkpoint}", self._save,
+                                   checkpoint, state, best_params, seed, extra)
+                        self._saved_epoch = state["epoch"]
                     last_good = checkpoint
                 if stop:
                     break
@@ -319,7 +413,11 @@ class Trainer:
     # -- checkpoints --
 
     def save(self, path, extra=None):
-        """A checkpoint of the model, the optimizer and the schedule (no epoch-loop state)."""
+        """A checkpoint of the model, the optimizer and the schedule (no epoch-loop state).
+        In data-parallel training only rank 0 writes (the others return at once; no collective,
+        so calling it on rank 0 alone is fine)."""
+        if self.rank != 0:
+            return
         ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler,
                                 training={"global_step": self.global_step}, extra=extra)
 
@@ -333,6 +431,24 @@ class Trainer:
         ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler, training=training,
                                 extra=extra, arrays=arrays)
         self._saved_epoch = state["epoch"]
+
+    def _dp_start(self, dp, checkpoint, resume, state):
+        """Data-parallel start of fit: rank 0 reads the checkpoint (when resuming), then its
+        parameters, optimizer, schedule, random generators and loop state go to every rank.
+        Returns (best_params, last good checkpoint)."""
+        exists = dp.group.bcast(bool(checkpoint) and dp.rank == 0 and os.path.exists(checkpoint))
+        best_params = None
+        if resume and exists:
+            best_params = dp.on_root(f"reading the checkpoint {checkpoint}", self._restore,
+                                     checkpoint, state)
+        loop = {"state": state, "history": self.history, "saved_epoch": self._saved_epoch,
+                "shuffle_rng": self._shuffle_rng.bit_generator.state}
+        loop, arrays = dp.sync_from_root(loop, {"best_params": best_params})
+        state.update(loop["state"])
+        self.history = {k: list(v) for k, v in loop["history"].items()}
+        self._saved_epoch = loop["saved_epoch"]
+        self._shuffle_rng.bit_generator.state = loop["shuffle_rng"]
+        return arrays["best_params"], (checkpoint if exists else None)
 
     def _restore(self, path, state):
         """Load a fit checkpoint into model, optimizer, schedule and the loop state."""
@@ -363,8 +479,22 @@ class Trainer:
         return None if best is None else best.copy()
 
 
+def _with_context(e, suffix, epoch, checkpoint):
+    """The step's exception again, with where it happened and the last good checkpoint."""
+    if isinstance(e, NonFiniteLossError):
+        new = NonFiniteLossError(f"{e}{suffix}", e.step, epoch, checkpoint)
+    else:
+        new = type(e)(f"{e}{suffix}", e.ranks, e.type_name)
+    for attr in ("all_ranks", "ranks", "rank"):
+        if attr in vars(e):
+            setattr(new, attr, getattr(e, attr))
+    return new
+
+
 class _Totals:
     """Running sums over batches for the mean loss and the metrics, weighted by positions."""
+
+    SIZE = 6  # the length of vector()
 
     def __init__(self):
         self.loss = 0.0
@@ -392,6 +522,25 @@ class _Totals:
 
     def mean_loss(self):
         return self.loss / max(self.count, 1)
+
+    def vector(self):
+        """The sums as a float64 vector, to add over ranks."""
+        return np.array([self.loss, self.count, self.correct, self.sq, self.abs, self.values],
+                        np.float64)
+
+    def add_vector(self, vec):
+        self.loss += float(vec[0])
+        self.count += int(round(vec[1]))
+        self.correct += int(round(vec[2]))
+        self.sq += float(vec[3])
+        self.abs += float(vec[4])
+        self.values += int(round(vec[5]))
+
+    @classmethod
+    def from_vector(cls, vec):
+        totals = cls()
+        totals.add_vector(vec)
+        return totals
 
     def result(self, metrics):
         out = {"loss": self.mean_loss()}

@@ -16,6 +16,8 @@ EXPECTED = {
     "text_generation.py": ["baselines (nats/char)", "step    5", "--- sample", "And God said"],
     "classify_with_lengths.py": ["270 training utterances, lengths 7 to 26", "test accuracy",
                                  "reloaded from epoch 2"],
+    # one process here (a world of one rank); several ranks: tests/test_distributed.py
+    "data_parallel.py": ["1 rank(s); global batch 32", "epoch   2", "test accuracy"],
 }
 
 
