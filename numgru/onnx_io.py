@@ -48,15 +48,16 @@ def _import_onnx():
 
 # -- export -----------------------------------------------------------------------------------------
 
-def export_onnx(model, path, opset=DEFAULT_OPSET, lengths=False, h0=False):
+def export_onnx(model, path, opset=DEFAULT_OPSET, lengths=False, h0=False, metadata=None):
     """Write a numgru GRU or GRUModel to `path` as one ONNX model (written atomically).
 
     lengths=True adds the graph input `lengths` (int64 (batch,), each in [1, time]); h0=True adds
     `h0` (num_layers·D, batch, H). Inputs: `x` (batch, time, input_size) ((time, batch, input_size)
     for a GRU with batch_first=False), batch and time symbolic. Outputs: a GRU's `y` and `h_n`, a
     GRUModel's `out` and `h_n`, as numgru computes them. opset: 14 or later (default 17). The
-    model's dtype is kept (ONNX Runtime's CPU GRU kernel runs float32 only). Returns the
-    onnx.ModelProto, which passes onnx.checker.check_model(full_check=True).
+    model's dtype is kept (ONNX Runtime's CPU GRU kernel runs float32 only). metadata: extra
+    str -> str entries for the model's metadata_props. Returns the onnx.ModelProto, which passes
+    onnx.checker.check_model(full_check=True).
     """
     onnx = _import_onnx()
     from .layers import GRU
@@ -73,6 +74,11 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, lengths=False, h0=False):
         raise ValueError(f"opset: expected an integer in [{MIN_OPSET}, {latest}] (the installed "
                          f"onnx supports up to {latest}), got {opset!r}")
     proto = _build_graph(onnx, gru, head, int(opset), bool(lengths), bool(h0))
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata: expected str -> str, got {key!r}: {type(value).__name__}")
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     atomic_write(os.fspath(path), data)

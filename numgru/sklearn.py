@@ -36,9 +36,9 @@ class _GRUEstimator(BaseEstimator):
 
     def __init__(self, hidden_size=64, num_layers=1, bidirectional=True, reset_after=True,
                  dropout=0.0, epochs=200, batch_size=16, lr=0.005, weight_decay=0.0,
-                 optimizer="adam", schedule="none", clip_norm=1.0, validation_fraction=0.1,
-                 n_iter_no_change=25, standardize=True, dtype="float32", device="auto",
-                 random_state=None, verbose=False):
+                 optimizer="adam", schedule="auto", clip_norm=1.0, validation_fraction=0.1,
+                 min_validation_size=20, n_iter_no_change=25, standardize=True,
+                 dtype="float32", device="auto", random_state=None, verbose=False):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -52,6 +52,7 @@ class _GRUEstimator(BaseEstimator):
         self.schedule = schedule
         self.clip_norm = clip_norm
         self.validation_fraction = validation_fraction
+        self.min_validation_size = min_validation_size
         self.n_iter_no_change = n_iter_no_change
         self.standardize = standardize
         self.dtype = dtype
@@ -143,11 +144,12 @@ class GRUClassifier(ClassifierMixin, _GRUEstimator):
 
     Hyper-parameters (defaults chosen on small UEA data sets): hidden_size, num_layers,
     bidirectional, reset_after (the GRU); dropout (between layers); epochs (the most), batch_size,
-    lr, weight_decay, optimizer ("adam" or "adamw"), schedule ("none" or "cosine"), clip_norm
-    (global gradient norm, None for none); validation_fraction (a stratified split held out; 0 for
-    none) and n_iter_no_change (early stopping patience; the best validation epoch's weights are
-    kept); standardize (per-channel z-scores from the training data); dtype, device, random_state,
-    verbose (a progress bar).
+    lr, weight_decay, optimizer ("adam" or "adamw"), clip_norm (global gradient norm, None for
+    none); validation_fraction (a stratified split held out; 0 for none), used when it holds at
+    least min_validation_size sequences, with n_iter_no_change (early stopping patience; the best
+    validation epoch's weights are kept); schedule ("auto": constant with early stopping, cosine
+    over all epochs without; "none"; "cosine"); standardize (per-channel z-scores from the
+    training data); dtype, device, random_state, verbose (a progress bar).
 
     Attributes after fit: classes_, model_ (the numgru GRUModel, e.g. for ng.export_onnx; it
     takes standardised inputs), history_, best_epoch_, n_epochs_, n_features_in_, n_channels_.
