@@ -338,3 +338,29 @@ def test_files_that_are_not_models(tmp_path):
     onnx.save(h.make_model(graph), tmp_path / "relu.onnx")
     with pytest.raises(ng.OnnxImportError, match="operator Relu has no numgru counterpart"):
         ng.load_onnx(tmp_path / "relu.onnx")
+
+
+def test_load_layout_1_graph_against_onnx_reference_evaluator(tmp_path, rng):
+    """Other tools write GRU nodes with layout=1 (batch-major), which ONNX Runtime refuses: the
+    importer maps them too, checked against onnx's reference evaluator."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    from numgru import convert
+    I, H, D = 3, 4, 2
+    source = ng.GRU(I, H, bidirectional=True, device="cpu", seed=5)
+    W, R, B = convert.to_onnx_weights(source.state_dict())
+    nodes = [helper.make_node("GRU", ["x", "W", "R", "B"], ["Y", "Y_h"], name="gru", hidden_size=H,
+                              direction="bidirectional", linear_before_reset=1, layout=1),
+             helper.make_node("Reshape", ["Y", "shape"], ["y"], name="merge")]  # [B, T, D·H]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))]
+    inits.append(numpy_helper.from_array(np.array([0, 0, D * H], np.int64), "shape"))
+    graph = helper.make_graph(
+        nodes, "layout1", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", I])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", D * H])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.save(proto, tmp_path / "layout1.onnx")
+    gru = ng.load_onnx(tmp_path / "layout1.onnx")
+    assert gru.batch_first and gru.bidirectional
+    x = rng.standard_normal((2, 5, I)).astype(np.float32)
+    (want,) = ReferenceEvaluator(proto).run(None, {"x": x})
+    assert_close("y", gru(x)[0], want, TOL)
