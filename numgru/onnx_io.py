@@ -883,7 +883,6 @@ def _sym_size(f, ins, attrs, node):
 
 
 def _sym_gru(f, ins, attrs, node):
-    from onnx import numpy_helper  # noqa: F401  (onnx is present: we are parsing its graph)
     ins = list(ins) + [None] * (6 - len(ins))
     X, W, R, Bias, seq_lens, init_h = ins[:6]
     k = len(f.layers)
@@ -1107,6 +1106,22 @@ def _summarise(f, graph):
     return info
 
 
+def _same_structure(a, b):
+    """Whether two walks (at two probe sizes) found the same model, weights included."""
+    def plain(info):
+        return {k: v for k, v in info.items() if k not in ("layers", "weight", "bias")}
+    if plain(a) != plain(b) or len(a["layers"]) != len(b["layers"]):
+        return False
+    for la, lb in zip(a["layers"], b["layers"]):
+        if {k: v for k, v in la.items() if k != "weights"} != \
+                {k: v for k, v in lb.items() if k != "weights"}:
+            return False
+        if la["weights"].keys() != lb["weights"].keys() or not all(
+                np.array_equal(la["weights"][k], lb["weights"][k]) for k in la["weights"]):
+            return False
+    return all(np.array_equal(a[k], b[k]) for k in ("weight", "bias") if k in a)
+
+
 def _model_info(onnx, proto):
     graph = proto.graph
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -1147,6 +1162,9 @@ def _model_info(onnx, proto):
                     except _Fail as e:
                         raise _Fail(str(e) + (f" (following the graph at batch {probe[0]}, time "
                                               f"{probe[1]})" if len(probes) > 1 else "")) from None
+                if len(results) == 2 and not _same_structure(*results):
+                    raise _Fail("the graph maps differently at different batch and time sizes "
+                                "(a constant holds one particular size)")
                 results[0]["x_dtype"] = f.x_dtype
                 results[0]["roles"] = roles
                 return results[0]
