@@ -21,3 +21,9 @@ __all__ += ["GRUModel", "Linear", "mse_loss", "cross_entropy_loss", "Adam", "Ada
             "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "load_ts",
             "load_npz", "load_csv", "sliding_windows", "pad_sequences", "SequenceData",
             "DataFormatError"]
+
+# Models in and out: ONNX files (needs onnx) and weight files (.safetensors needs safetensors).
+from .onnx_io import OnnxImportError, export_onnx, load_onnx  # noqa: E402
+from .weights import load_weights, save_weights  # noqa: E402
+
+__all__ += ["export_onnx", "load_onnx", "OnnxImportError", "save_weights", "load_weights"]

@@ -1,4 +1,5 @@
-"""The `numgru` command line (also `python -m numgru`): train, predict, evaluate, bench, info.
+"""The `numgru` command line (also `python -m numgru`): train, predict, evaluate, export, bench,
+info.
 
 `train` takes a bundled data set's name (japanese_vowels, sunspots) or a file (.ts, .npz, .csv),
 fits a GRUModel and writes a run folder: model.npz (the final model and how its data were
@@ -36,9 +37,9 @@ def _load_source(spec, task, column=None, require_targets=True):
         if info["task"] == "text":
             raise CLIError(f"{spec} is a text corpus; see examples/text_generation.py for "
                            f"character-level training")
-        if spec == "japanese_vowels":
-            return "sequences", {"train": datasets.load_japanese_vowels("train"),
-                                 "test": datasets.load_japanese_vowels("test")}
+        if "train" in info["files"]:
+            return "sequences", {"train": data.load_ts(datasets.path(spec, "train")),
+                                 "test": data.load_ts(datasets.path(spec, "test"))}
         years, values = datasets.load_sunspots()
         return "series", {"index": years, "values": values, "name": "SUNACTIVITY",
                           "test_start": int(np.searchsorted(years, info["test_from"]))}
@@ -97,7 +98,9 @@ def cmd_train(args):
     from .data import Standardizer, sliding_windows
     from .model import GRUModel
     from .trainer import Trainer
+    _resolve_training_defaults(args)
     kind, source = _load_source(args.data, args.task, args.column)
+    source = _with_test_file(args, kind, source)
     task = args.task or _default_task(kind, source)
     if kind == "series" and task != "forecast":
         raise CLIError(f"{args.data}: a single series supports --task forecast only, got {task}")
@@ -154,11 +157,21 @@ def cmd_train(args):
             prep["y_scaler"] = y_scaler.to_dict()
     validation = None
     if args.val_split > 0:
-        fit_idx, val_idx = _split(len(train[0]), args.val_split, rng)
+        from ._fitting import DEFAULTS, validation_split
+        fit_idx, val_idx = validation_split(
+            train[1], args.val_split, rng, stratify=task == "classify",
+            min_size=DEFAULTS["min_validation_size"] if args.auto_epochs else 1)
+    if args.val_split > 0 and len(val_idx) == 0:
+        print(f"numgru train: {len(train[0])} training sequences are too few for a validation "
+              f"split; training {args.epochs} epochs on all of them", flush=True)
+        args.patience = None
+    elif args.val_split > 0:
         Xa, ya, la = train
         pick = (lambda a, i: None if a is None else a[i])
         validation = (Xa[val_idx], ya[val_idx], pick(la, val_idx))
         train = (Xa[fit_idx], ya[fit_idx], pick(la, fit_idx))
+    if args.schedule == "auto":  # constant under early stopping, cosine when every epoch runs
+        args.schedule = "none" if validation else "cosine"
     model = GRUModel(input_size, args.hidden, output_size, num_layers=args.layers,
                      bidirectional=args.bidirectional, reset_after=not args.reset_before,
                      dtype=args.dtype, device=args.device, seed=args.seed, dropout=args.dropout)
@@ -220,6 +233,69 @@ def _parallel_note(trainer):
     return f"; data-parallel over {trainer.world_size} MPI processes ({each}{mode})"
 
 
+def _resolve_training_defaults(args):
+    """Fill in what was not given (numgru.sklearn's defaults). Without --epochs: up to 200 epochs
+    on a 10% held-out (stratified) validation split, stopped 25 epochs after the best validation
+    loss, that epoch's weights kept, constant learning rate; when the split would hold fewer than
+    20 sequences, all 200 epochs on all the data with a cosine schedule. With --epochs N: N
+    epochs, cosine schedule, no validation unless --val-split."""
+    from ._fitting import DEFAULTS
+    args.auto_epochs = args.epochs is None
+    if args.auto_epochs:
+        args.epochs = DEFAULTS["epochs"]
+    if args.val_split is None:
+        args.val_split = DEFAULTS["validation_fraction"] if args.auto_epochs else 0.0
+    if args.patience is None and args.auto_epochs and args.val_split > 0:
+        args.patience = DEFAULTS["n_iter_no_change"]
+    if args.schedule is None:
+        args.schedule = "auto" if args.auto_epochs else "cosine"
+
+
+def _with_test_file(args, kind, source):
+    """source with a "test" part from --test, or from the sibling X_TEST.ts of X_TRAIN.ts."""
+    test = args.test
+    if test is None and kind == "sequences" and "all" in source:
+        sibling = _sibling_test_file(args.data)
+        if sibling is not None:
+            test = sibling
+            print(f"numgru train: testing on {sibling}, the _TEST file beside {args.data} "
+                  f"(--test FILE to choose another)", flush=True)
+    if test is None:
+        return source
+    if "all" not in source:
+        raise CLIError(f"--test: {args.data} brings its own test split; --test applies to a "
+                       f"training file")
+    test_kind, test_source = _load_source(test, args.task, args.column)
+    if test_kind != "sequences":
+        raise CLIError(f"--test {test}: expected sequences (.ts or .npz) like {args.data}")
+    train, held = source["all"], test_source["all"]
+    if held.X.shape[2] != train.X.shape[2]:
+        raise CLIError(f"--test {test}: sequences have {held.X.shape[2]} features, "
+                       f"{args.data} has {train.X.shape[2]}")
+    if train.classes and held.classes != train.classes:
+        index = {c: i for i, c in enumerate(train.classes)}
+        unknown = [c for c in held.classes if c not in index]
+        if unknown:
+            raise CLIError(f"--test {test}: class labels {unknown} do not occur in "
+                           f"{args.data} ({train.classes})")
+        held.y = np.array([index[held.classes[k]] for k in held.y], np.int64)
+        held.classes = list(train.classes)
+    return {"train": train, "test": held}
+
+
+def _sibling_test_file(path):
+    """X_TEST.ts(.gz) beside X_TRAIN.ts(.gz) (the UEA/UCR archive's naming), if it exists."""
+    folder, base = os.path.split(path)
+    upper = base.upper()
+    for ext in (".TS", ".TS.GZ"):
+        if upper.endswith("_TRAIN" + ext):
+            cut = len(base) - len(ext) - len("_TRAIN")
+            test = "_TEST" if base[cut + 1:cut + 6].isupper() else "_test"
+            candidate = os.path.join(folder, base[:cut] + test + base[len(base) - len(ext):])
+            return candidate if os.path.exists(candidate) else None
+    return None
+
+
 def _slug(text):
     base = os.path.basename(text)
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in base.split(".")[0]) or "run"
@@ -259,7 +335,7 @@ def _print_result(result, prep, data):
         print(f"test accuracy: {100 * result['accuracy']:.1f}% on {result['n']} sequences "
               f"(loss {result['loss']:.4f})")
         if published:
-            print("published test accuracy on this split:")
+            print("reference test accuracy on this split (see numgru/datasets/README.md):")
             rows = published + [("numgru GRU (this run)", result["accuracy"])]
             for name, acc in sorted(rows, key=lambda r: -r[1]):
                 print(f"  {100 * acc:5.1f}%  {name}")
@@ -427,6 +503,53 @@ def cmd_predict(args):
     return 0
 
 
+# -- export --
+
+def _fold_preparation(model, prep):
+    """A copy of model that takes the raw data and gives results in the data's units: the input
+    standardisation folded into layer 0's input weights, the target's into the head.
+
+    z = (x - m) / s, so W_ih z + b_ih = (W_ih / s) x + (b_ih - W_ih (m / s)); padding is never
+    read (the lengths stop each sequence). For regression and forecasting, y = out·s_y + m_y."""
+    from .data import Standardizer
+    from .model import GRUModel
+    folded = GRUModel.from_config(model.config(), device="cpu")
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    x = Standardizer.from_dict(prep["x_scaler"])
+    for name in [k for k in state if k.startswith("gru.weight_ih_l0")]:
+        w = state[name]
+        state[name] = w / x.std[None, :]
+        suffix = name[len("gru.weight_ih_l0"):]
+        state["gru.bias_ih_l0" + suffix] = state["gru.bias_ih_l0" + suffix] - w @ (x.mean / x.std)
+    if prep["task"] != "classify":
+        y = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep else prep["x_scaler"])
+        state["fc.weight"] = state["fc.weight"] * y.std[:, None]
+        state["fc.bias"] = state["fc.bias"] * y.std + y.mean
+    folded.load_state_dict(state)
+    return folded
+
+
+def cmd_export(args):
+    from .onnx_io import export_onnx
+    model, prep = _open_run(args.run, "cpu")
+    raw = _fold_preparation(model, prep) if not args.standardized else model
+    lengths = args.lengths if args.lengths is not None else prep["task"] != "forecast"
+    meta = {"numgru.task": prep["task"], "numgru.inputs": "standardized" if args.standardized
+            else "raw"}
+    if prep.get("classes"):
+        meta["numgru.classes"] = json.dumps(prep["classes"])
+    export_onnx(raw, args.out, opset=args.opset, lengths=lengths, metadata=meta)
+    inputs = "x (batch, time, %d)" % model.input_size + (", lengths (batch,) int64"
+                                                        if lengths else "")
+    what = {"classify": f"logits over classes {prep.get('classes')}",
+            "regress": "predictions in the targets' units",
+            "forecast": "the next value, in the series' units"}[prep["task"]]
+    if args.standardized:
+        what += " (standardised inputs and outputs, as the run's model.npz)"
+    print(f"wrote {args.out}: inputs {inputs}; outputs out ({what}), h_n; opset {args.opset}")
+    return 0
+
+
 # -- bench and info --
 
 BENCH_SIZES = {  # name: (batch, steps, input, hidden, layers), DESIGN.md's grid
@@ -547,27 +670,36 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a GRUModel and write a run folder")
-    t.add_argument("data", help="bundled data set (japanese_vowels, sunspots) or a .ts/.npz/.csv file")
+    t.add_argument("data", help="bundled data set (japanese_vowels, basic_motions, sunspots) or a "
+                   ".ts/.npz/.csv file; X_TRAIN.ts alone is tested on X_TEST.ts beside it")
+    t.add_argument("--test", default=None, metavar="FILE",
+                   help="test sequences (.ts/.npz) for a training file")
     t.add_argument("--task", choices=TASKS, help="default: classify for labelled sequences, "
                    "regress for float targets, forecast for CSV series")
     t.add_argument("--hidden", type=_positive(int), default=64, help="hidden units (64)")
     t.add_argument("--layers", type=_positive(int), default=1, help="GRU layers (1)")
-    t.add_argument("--bidirectional", action="store_true")
+    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+                   help="a bidirectional GRU (default; --no-bidirectional for one direction)")
     t.add_argument("--reset-before", action="store_true",
                    help="reset_after=False (the original GRU variant)")
     t.add_argument("--dropout", type=_fraction, default=0.0, help="between GRU layers (0)")
-    t.add_argument("--epochs", type=_positive(int), default=30)
+    t.add_argument("--epochs", type=_positive(int), default=None,
+                   help="train this many epochs (cosine schedule); default: up to 200 with early "
+                   "stopping on a 10%% validation split, the best epoch kept")
     t.add_argument("--batch-size", type=_positive(int), default=16)
     t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
-    t.add_argument("--lr", type=_positive(float), default=0.01)
+    t.add_argument("--lr", type=_positive(float), default=0.005)
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--momentum", type=float, default=0.9, help="for sgd (0.9)")
-    t.add_argument("--schedule", choices=("none", "cosine", "step"), default="cosine")
-    t.add_argument("--clip-norm", type=_positive(float), default=None)
-    t.add_argument("--val-split", type=_fraction, default=0.0,
-                   help="fraction of the training data held out for validation (0)")
+    t.add_argument("--schedule", choices=("none", "cosine", "step"), default=None,
+                   help="default: cosine with --epochs, else none")
+    t.add_argument("--clip-norm", type=_positive(float), default=1.0,
+                   help="clip the gradient's global norm (1.0)")
+    t.add_argument("--val-split", type=_fraction, default=None,
+                   help="fraction of the training data held out for validation (stratified for "
+                   "classification; default 0.1 without --epochs, else 0)")
     t.add_argument("--patience", type=_positive(int), default=None,
-                   help="early stopping: epochs without improvement")
+                   help="early stopping: epochs without improvement (default 25 without --epochs)")
     t.add_argument("--window", type=_positive(int), default=10, help="forecast: input years (10)")
     t.add_argument("--column", default=None, help="CSV column (name or index; default the last)")
     t.add_argument("--test-split", type=_fraction, default=0.2,
@@ -599,6 +731,17 @@ def build_parser():
         else:
             e.add_argument("--out", default=None, help="CSV file (default: stdout)")
         e.set_defaults(func=func)
+
+    x = sub.add_parser("export", help="write a run's model as one ONNX file")
+    x.add_argument("run", help="run folder or checkpoint file written by `numgru train`")
+    x.add_argument("out", help="the .onnx file to write")
+    x.add_argument("--opset", type=_positive(int), default=17, help="ONNX opset (17; 14 or later)")
+    x.add_argument("--lengths", action=argparse.BooleanOptionalAction, default=None,
+                   help="give the graph a lengths input (default: yes, except for forecasting)")
+    x.add_argument("--standardized", action="store_true",
+                   help="keep the run's standardisation outside the graph (default: the graph "
+                   "takes the raw data, as `numgru predict` does)")
+    x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="time forward and forward+backward on DESIGN.md's sizes")
     b.add_argument("--sizes", default="seed,stream,medium",

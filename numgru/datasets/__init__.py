@@ -1,6 +1,6 @@
 """Data sets shipped inside numgru (gzip-compressed; sources and licences in README.md here):
-Japanese Vowels (speaker classification, variable lengths), yearly sunspot numbers (forecasting),
-and the book of Genesis (character-level text).
+Japanese Vowels (speaker classification, variable lengths), BasicMotions (activity classification,
+6 channels), yearly sunspot numbers (forecasting), and the book of Genesis (character-level text).
 """
 
 import gzip
@@ -27,6 +27,20 @@ DATASETS = {
                       ("LSTM-FCN (Karim et al. 2019)", 0.990),
                       ("MLP (Fawaz et al. 2019, mean of 10)", 0.976),
                       ("1-NN DTW", 0.95)],
+    },
+    "basic_motions": {
+        "task": "classify",
+        "files": {"train": "BasicMotions_TRAIN.ts.gz", "test": "BasicMotions_TEST.ts.gz"},
+        "what": "4 activities from a smart watch's 3-D accelerometer and gyroscope (6 channels), "
+                "100 steps; 40 train / 40 test",
+        "source": "UEA multivariate time series classification archive (Bagnall et al. 2018), "
+                  "as distributed with aeon 1.6.0",
+        "licence": "UEA/UCR archive data: free to use with citation of the archive paper",
+        # Test accuracy on the official split: published (see README.md here for the papers),
+        # and peers run on this split with aeon 1.6.0 (benchmarks/basic_motions_peers.py).
+        "published": [("ROCKET (Ruiz et al. 2021; measured with aeon: 100%)", 1.000),
+                      ("1-NN DTW_D (Bagnall et al. 2018; measured with aeon: 97.5%)", 0.975),
+                      ("1-NN Euclidean (measured with aeon)", 0.600)],
     },
     "sunspots": {
         "task": "forecast",
@@ -63,6 +77,14 @@ def load_japanese_vowels(split="train", dtype="float32"):
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     return load_ts(path("japanese_vowels", split), dtype=dtype)
+
+
+def load_basic_motions(split="train", dtype="float32"):
+    """SequenceData of the official split ("train": 40, "test": 40): X (N, 100, 6), y (N,) the
+    activity index 0..3 (classes "Standing", "Running", "Walking", "Badminton")."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    return load_ts(path("basic_motions", split), dtype=dtype)
 
 
 def load_sunspots():
