@@ -17,13 +17,13 @@ import numpy as np
 from numba import njit
 
 from numgru import _sync, cpu
-from numgru._tile import pack_gates, panel_product
+from numgru._tile import pack_gates, panel_product, tile_functions
 
 SIZES = {"medium": (32, 100, 64, 256), "large": (64, 50, 256, 512), "long": (16, 500, 32, 128)}
 
 
 @njit(cache=True, error_model="numpy")
-def _step_products(x, h, wip, wp, gx, gh, T):
+def _step_products(fns, x, h, wip, wp, gx, gh, T):
     """The forward's per-step tile products for all panels, T times (reset_after=True)."""
     B, H = h.shape
     I = x.shape[1]
@@ -33,9 +33,9 @@ def _step_products(x, h, wip, wp, gx, gh, T):
     G = 3 * Hp
     for t in range(T):
         for u in range(NB):
-            panel_product(3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
+            panel_product(fns, 3, x, t * B * I, I, 1, B, wip, u * I * W3, W3, I, gx, u * VL, G, Hp)
         for u in range(NB):
-            panel_product(3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
+            panel_product(fns, 3, h, 0, H, 1, B, wp, u * H * W3, W3, H, gh, u * VL, G, Hp)
 
 
 def median_ms(fn, n=9):
@@ -85,7 +85,8 @@ def main():
         wip, wp = pack_gates(w_ih), pack_gates(w_hh)
         gx = np.empty((B, 3 * wp.shape[0] * 16), f)
         gh = np.empty_like(gx)
-        prod = median_ms(lambda: _step_products(x.reshape(T * B, I), h0, wip, wp, gx, gh, T))
+        fns = tile_functions(np.float32, (3,))
+        prod = median_ms(lambda: _step_products(fns, x.reshape(T * B, I), h0, wip, wp, gx, gh, T))
         flops = 2 * T * B * (I + H) * 3 * H
         print(f"{name}: forward {fwd1:.2f} ms in one part = tile products {prod:.2f} "
               f"({flops / prod / 1e6:.0f} GFLOP/s) + gate math and the rest {fwd1 - prod:.2f} "

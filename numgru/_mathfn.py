@@ -23,6 +23,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from ._jit import CACHE
+
 _F = np.float32
 _ONE = _F(1.0)
 _TWO = _F(2.0)
@@ -49,7 +51,7 @@ def _int32_as_float32(typingctx, bits):
     return sig, codegen
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def _exp_neg32(a):
     """e^-a for float32 a in [0, +inf] (NaN in, NaN out); e^-a below 1.6e-38 is flushed to 0."""
     flush = a > _EXP_MAX_ARG
@@ -71,7 +73,7 @@ def _exp_neg32(a):
     return _F(0.0) if flush else e
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def _sigmoid32(x):
     # σ(x) = 1/(1+e^-x) for x >= 0, e^x/(1+e^x) otherwise: e^-|x| <= 1, so nothing cancels.
     e = np.float64(_exp_neg32(abs(x)))
@@ -79,7 +81,7 @@ def _sigmoid32(x):
     return np.float32(s if x >= 0 else e * s)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def _tanh32(x):
     a = abs(x)
     sat = a > _TANH_SAT
@@ -127,7 +129,7 @@ def _tanh_overload(x):
     return None
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def sigmoid_array(x):
     """σ over a 1-D array, with the kernels' own implementation (for the tests and benchmarks)."""
     out = np.empty_like(x)
@@ -136,7 +138,7 @@ def sigmoid_array(x):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def tanh_array(x):
     """tanh over a 1-D array, with the kernels' own implementation (for the tests and benchmarks)."""
     out = np.empty_like(x)

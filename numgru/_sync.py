@@ -30,6 +30,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._jit import CACHE
+
 CTRL_SIZE = 8
 _SPINS_BEFORE_YIELD = 1000
 
@@ -113,14 +115,14 @@ def yield_core(typingctx):
     return sig, codegen
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def arrive(ctrl, P):
     """The first half of a barrier: this part's writes so far are published to the others."""
     if P > 1:
         atomic_add(ctrl, 0, 1)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def wait(ctrl, P, n):
     """The second half of the n-th barrier (n = 1, 2, ...): returns when all P parts have
     arrived at it (True), or when a part aborted (False). Work between `arrive` and `wait` must
@@ -141,7 +143,7 @@ def wait(ctrl, P, n):
     return True
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=CACHE)
 def barrier(ctrl, P, n):
     """The n-th barrier (n = 1, 2, ...) of P parts sharing ctrl. False when aborted."""
     arrive(ctrl, P)

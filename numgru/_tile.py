@@ -32,12 +32,16 @@ packs nothing: vector partial sums over k, then a fixed pairwise reduction of th
 scalar tail, the same order for every call.
 """
 
+import threading
+
+import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._jit import CACHE
 from ._target import PATH
 
 _VECTOR_BYTES = PATH.vector_bytes
@@ -138,6 +142,13 @@ def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, l
             builder.store(builder.load(accs[r][v]), c_ptr(r, v), align=align)
 
 
+def _data(context, builder, ty, value):
+    """The data pointer of an array, or the pointer itself."""
+    if isinstance(ty, types.CPointer):
+        return value
+    return context.make_array(ty)(context, builder, value).data
+
+
 def _make_rows(NV):
     """An intrinsic computing rows 0..M-1 of one k block of a panel product with NV panel
     vectors (see `panel_product`): tiles of _ROWS rows, then one each of _ROWS/2, ..., 1 as the
@@ -145,23 +156,23 @@ def _make_rows(NV):
 
     @intrinsic
     def rows(typingctx, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
-        if not all(isinstance(arr, types.Array) for arr in (a, bp, c)):
+        if not all(isinstance(arr, (types.Array, types.CPointer)) for arr in (a, bp, c)):
             return None
         if a.dtype not in (types.float32, types.float64) or bp.dtype != a.dtype or \
                 c.dtype != a.dtype:
             return None
         intp = types.intp
         sig = types.void(a, intp, intp, intp, intp, bp, intp, intp, intp, c, intp, intp, intp,
-                         types.boolean)
+                         acc)
 
         def codegen(context, builder, signature, args):
             a_v, a_off, lda, ka, M, bp_v, bp_off, ldb, K, c_v, c_off, ldc, vstride, acc = args
             tys = signature.args
             fty = context.get_value_type(tys[0].dtype)
             VL = _VECTOR_BYTES * 8 // tys[0].dtype.bitwidth
-            A = context.make_array(tys[0])(context, builder, a_v).data
-            B = context.make_array(tys[5])(context, builder, bp_v).data
-            C = context.make_array(tys[9])(context, builder, c_v).data
+            A = _data(context, builder, tys[0], a_v)
+            B = _data(context, builder, tys[5], bp_v)
+            C = _data(context, builder, tys[9], c_v)
             acc = context.cast(builder, acc, tys[13], types.boolean)
             i64 = ir.IntType(64)
 
@@ -195,13 +206,14 @@ _rows1, _rows2, _rows3 = (_make_rows(nv) for nv in (1, 2, 3))
 K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a product's row tiles
 
 
-# panel_products on 1-D arrays, one routine per number of panel vectors (the three are the same
-# loop over a different tile intrinsic: Numba's cache keys a function by its name and line, so
-# they are written out rather than made by a factory). Not inlined: the tile shapes compile once
-# per dtype and not at every call site, a kernel compiles only the widths it calls (inference: 3),
-# and one call covers all of a part's panels (a call per panel was measurable at batch 1).
+# The panel routines, one per number of panel vectors: plain functions compiled on demand as C
+# callbacks (`tile_functions`) and called from the kernels through their addresses (`tile`),
+# so that a kernel neither recompiles nor re-optimises the tile shapes it calls: linked into
+# every kernel (as Numba links the functions a kernel calls), they were a third of a kernel's
+# compile time. A kernel compiles only the widths it calls (inference: 3). The three are the
+# same loop over a different tile intrinsic (Numba's cache keys a function by its name and
+# line, so they are written out rather than made by a factory).
 
-@njit(cache=True, error_model="numpy")
 def _panels3(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
     for i in range(n_panels):
@@ -210,7 +222,6 @@ def _panels3(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
 
 
-@njit(cache=True, error_model="numpy")
 def _panels2(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
     for i in range(n_panels):
@@ -219,7 +230,6 @@ def _panels2(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
 
 
-@njit(cache=True, error_model="numpy")
 def _panels1(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
     for i in range(n_panels):
@@ -228,35 +238,101 @@ def _panels1(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def panel_products(nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc,
-                   vstride, n_panels, acc=False):
+_PANEL_ROUTINES = {1: _panels1, 2: _panels2, 3: _panels3}
+_CALLBACKS = {}  # (width, dtype name) -> the compiled callback (kept alive: its address is used)
+_CALLBACKS_LOCK = threading.Lock()
+
+
+def _callback_signature(dtype):
+    p = types.CPointer(numba.from_dtype(np.dtype(dtype)))
+    i = types.int64
+    return types.void(p, i, i, i, i, p, i, i, i, i, p, i, i, i, i, i, i)
+
+
+def tile_functions(dtype, widths=(1, 2, 3)):
+    """An int64 array f (4,) with f[nv] the address of the panel routine for nv panel vectors
+    (nv in widths; the others 0) in dtype, compiled (or loaded from the cache) on first use:
+    the first argument of `tile`."""
+    name = np.dtype(dtype).name
+    table = np.zeros(4, np.int64)
+    for nv in widths:
+        key = (nv, name)
+        cb = _CALLBACKS.get(key)
+        if cb is None:
+            with _CALLBACKS_LOCK:
+                cb = _CALLBACKS.get(key)
+                if cb is None:
+                    cb = cfunc(_callback_signature(name), cache=CACHE,
+                               error_model="numpy")(_PANEL_ROUTINES[nv])
+                    _CALLBACKS[key] = cb
+        table[nv] = cb.address
+    return table
+
+
+@intrinsic
+def tile(typingctx, fns, nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step,
+         ldc, vstride, n_panels, acc):
     """n_panels panel products (`panel_product`), panel i at bp_off + i·bp_step writing c from
-    c_off + i·c_step, in one call. nv must be a constant (1, 2 or 3)."""
-    # Every integer is cast: a literal argument would compile a copy of the routine per value.
-    args = (a.reshape(a.size), np.int64(a_off), np.int64(lda), np.int64(ka), np.int64(M),
-            bp.reshape(bp.size), np.int64(bp_off), np.int64(bp_step), np.int64(ldb), np.int64(K),
-            c.reshape(c.size), np.int64(c_off), np.int64(c_step), np.int64(ldc),
-            np.int64(vstride), np.int64(n_panels), bool(acc))
-    if nv == 3:
-        _panels3(*args)
-    elif nv == 2:
-        _panels2(*args)
-    else:
-        _panels1(*args)
+    c_off + i·c_step, through the routine for nv panel vectors in fns (`tile_functions`; nv a
+    constant 1, 2 or 3). a, bp and c are C-contiguous arrays of one dtype (addressed flat) or
+    pointers; integers any integer type, acc a boolean (accumulate into c)."""
+    if not (isinstance(nv, types.IntegerLiteral) and nv.literal_value in (1, 2, 3)):
+        return None
+    if not (isinstance(fns, types.Array) and fns.dtype == types.int64):
+        return None
+    arrays = (a, bp, c)
+    if not all(isinstance(x, (types.Array, types.CPointer)) for x in arrays):
+        return None
+    if a.dtype not in (types.float32, types.float64) or bp.dtype != a.dtype or \
+            c.dtype != a.dtype:
+        return None
+    sig = types.void(fns, nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step,
+                     ldc, vstride, n_panels, acc)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        i64 = ir.IntType(64)
+        fty = context.get_value_type(tys[2].dtype)
+        ptr = fty.as_pointer()
+        table = context.make_array(tys[0])(context, builder, args[0]).data
+        address = builder.load(builder.gep(table, [ir.Constant(i64, nv.literal_value)]))
+        fnty = ir.FunctionType(ir.VoidType(), [ptr] + [i64] * 4 + [ptr] + [i64] * 4 + [ptr] +
+                               [i64] * 6)
+        call_args = []
+        for k in range(2, 19):
+            ty, val = tys[k], args[k]
+            if k in (2, 7, 12):
+                call_args.append(_data(context, builder, ty, val))
+            elif k == 18:
+                flag = context.cast(builder, val, ty, types.boolean)
+                call_args.append(builder.zext(flag, i64))
+            else:
+                call_args.append(context.cast(builder, val, ty, types.int64))
+        builder.call(builder.inttoptr(address, fnty.as_pointer()), call_args)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def panel_product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride,
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def panel_products(fns, nv, a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step,
+                   ldc, vstride, n_panels, acc=False):
+    """`tile` on arrays of any shape (read flat); nv must be a constant (1, 2 or 3)."""
+    tile(fns, nv, a.reshape(a.size), a_off, lda, ka, M, bp.reshape(bp.size), bp_off, bp_step,
+         ldb, K, c.reshape(c.size), c_off, c_step, ldc, vstride, n_panels, acc)
+
+
+@njit(inline="always", cache=CACHE, error_model="numpy")
+def panel_product(fns, nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride,
                   acc=False):
     """Rows 0..M-1 of one panel product: c[m, v·vstride + i] (+)= Σ_k a[m, k] bp[k, v·VL + i],
     for v < nv (1, 2 or 3 panel vectors), with a and c addressed as in the tile (a[m, k] at
-    a_off + m·lda + k·ka, row m of c at c_off + m·ldc). Rows go 8 at a time, then 4, 2, 1; k
-    goes in blocks of K_BLOCK so that a block of the panel stays in L1 while every row tile
-    passes over it (each entry is still one chain over k). a, bp and c must be C-contiguous
-    (they are addressed through flat offsets)."""
-    panel_products(nv, a, a_off, lda, ka, M, bp, bp_off, 0, ldb, K, c, c_off, 0, ldc, vstride,
-                   1, acc)
+    a_off + m·lda + k·ka, row m of c at c_off + m·ldc). Rows go _ROWS at a time, then the
+    halves; k goes in blocks of K_BLOCK so that a block of the panel stays in L1 while every row
+    tile passes over it (each entry is still one chain over k). a, bp and c must be
+    C-contiguous (they are addressed through flat offsets)."""
+    panel_products(fns, nv, a, a_off, lda, ka, M, bp, bp_off, 0, ldb, K, c, c_off, 0, ldc,
+                   vstride, 1, acc)
 
 
 @intrinsic
@@ -391,13 +467,13 @@ def _row_dots(typingctx, w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo
     return sig, codegen
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _row_dots_flat(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo):
     """row_dots on 1-D arrays (one compiled routine per dtype, called from the step kernels)."""
     _row_dots(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo)
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(inline="always", cache=CACHE, error_model="numpy")
 def row_dots(w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo):
     """out[o_off + b·ldo + j] = Σ_k w[w_off + j·ldw + k] · x[x_off + b·ldx + k] for j < J rows
     of w and b < NR rows of x (both contiguous in k), with flat offsets into C-contiguous

@@ -41,14 +41,15 @@ Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py
 import numpy as np
 from numba import njit
 
+from ._jit import CACHE
+
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._sync import arrive, barrier, max_threads, run_parts, wait
-from ._tile import _panels1, _panels2, _panels3, panel_products, prefer_wide_vectors, row_dots, \
-    vector_length
+from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
 
-_JIT = dict(cache=True, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
+_JIT = dict(cache=CACHE, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
 
 @njit(inline="always", **_JIT)
@@ -217,7 +218,7 @@ def _reset_rows(gx, go, gh, bias, j0, n, H, hbuf, ho, rh, B):
 
 
 @njit(nogil=True, **_JIT)
-def _forward_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, one, gx, hbuf, gh,
+def _forward_part(p, P, ctrl, fns, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, one, gx, hbuf, gh,
                   y, rh, gates):
     """Part p of P of a whole forward pass (the math of reference.forward) with the register
     tile of `_tile`. The variant is in the argument types, so that a call compiles only its
@@ -266,7 +267,7 @@ def _forward_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, on
     zero_i = np.int64(0)  # argument would compile another copy of the tile routine)
     fresh = bool(False)  # the products overwrite their output
     t_first, steps = _block_times(0, GS, T, reverse)
-    _panels3(xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I, gxf, c0,
+    tile(fns, 3, xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I, gxf, c0,
              VL, G, Hs, np_, fresh)
     nbar = 0
     for s in range(T):
@@ -275,16 +276,16 @@ def _forward_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, on
         hno = ((s + 1) % 2) * B * HS
         go = (t - t_first) * B
         if rh is None:
-            _panels3(hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
+            tile(fns, 3, hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
                      np_, fresh)
         else:
-            _panels2(hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
+            tile(fns, 2, hf, ho, HS, one_i, B, wpf, u0 * H * W3, H * W3, W3, H, ghf, c0, VL, G, Hs,
                      np_, fresh)
             _reset_rows(gx, go, gh, bias, j0, n, H, hbuf, ho, rh, B)
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            _panels1(view(rh, 0, rh.size), zero_i, HS, one_i, B, wpf, u0 * H * W3 + 2 * VL,
+            tile(fns, 1, view(rh, 0, rh.size), zero_i, HS, one_i, B, wpf, u0 * H * W3 + 2 * VL,
                      H * W3, W3, H, ghf, 2 * Hs + c0, VL, G, Hs, np_, fresh)
         _forward_rows(gx, go, gh, Hs, bias, j0, n, H, hf, HS, ho, hno, yf, t * B * H, lengths, t,
                       B, rh is None, gates, one)
@@ -294,7 +295,7 @@ def _forward_part(p, P, ctrl, x, w_ih, w_hh, wip, wp, bias, lengths, reverse, on
             # The next block's input projection needs no other part's result: a part that is
             # ahead computes it here instead of waiting.
             t_first, steps = _block_times(s + 1, GS, T, reverse)
-            _panels3(xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I,
+            tile(fns, 3, xf, t_first * B * I, I, one_i, steps * B, wipf, u0 * I * W3, I * W3, W3, I,
                      gxf, c0, VL, G, Hs, np_, fresh)
         if not wait(ctrl, P, nbar):
             return False
@@ -330,8 +331,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     hbuf = np.zeros((2 * B, HS), dtype)
     hbuf[:B, :H] = h0
     P = _parts(B, H, NB)
+    fns = tile_functions(dtype, (3,) if reset_after else (1, 2, 3))
     run_parts(_forward_part, P, (
-        x.reshape(T * B, I), w_ih, w_hh, np.empty((NB, I, 3 * VL), dtype),
+        fns, x.reshape(T * B, I), w_ih, w_hh, np.empty((NB, I, 3 * VL), dtype),
         np.empty((NB, H, 3 * VL), dtype), np.concatenate((b_ih, b_hh)), lengths, reverse,
         dtype.type(1), np.empty((GS * B, 3 * Hs), dtype), hbuf, np.empty((B, 3 * Hs), dtype), y,
         None if reset_after else np.empty((B, HS), dtype),
@@ -509,7 +511,7 @@ def _flush(c_ih, c_hh, acc_ih, acc_hh):
 
 
 @njit(inline="always", **_JIT)
-def _weight_chunk(K, n, RC, aT, aTn, aTn_off, xs, Ip, hs, hid, hid_off, Hq, c_ih, c_hh, acc_ih,
+def _weight_chunk(fns, K, n, RC, aT, aTn, aTn_off, xs, Ip, hs, hid, hid_off, Hq, c_ih, c_hh, acc_ih,
                   acc_hh, s_ih, s_hn, unflushed, VL):
     """The weight and bias gradients of one chunk of K rows for a part's n units (all flat):
     c_ih (3n, Ip) += aT (3n, RC) xs (RC, Ip), c_hh (3n, Hq) += aT hs (RC, Hq), except the n
@@ -522,15 +524,15 @@ def _weight_chunk(K, n, RC, aT, aTn, aTn_off, xs, Ip, hs, hid, hid_off, Hq, c_ih
     one_i = np.int64(1)
     zero_i = np.int64(0)
     acc = bool(True)  # accumulate into c_ih, c_hh (not a literal: see _forward_part)
-    _panels3(aT, zero_i, RC, one_i, 3 * n, xs, zero_i, W, Ip, K, c_ih, zero_i, W, Ip, VL, Ip // W,
+    tile(fns, 3, aT, zero_i, RC, one_i, 3 * n, xs, zero_i, W, Ip, K, c_ih, zero_i, W, Ip, VL, Ip // W,
              acc)
-    _panels3(aT, zero_i, RC, one_i, 2 * n, hs, zero_i, W, Hq, K, c_hh, zero_i, W, Hq, VL,
+    tile(fns, 3, aT, zero_i, RC, one_i, 2 * n, hs, zero_i, W, Hq, K, c_hh, zero_i, W, Hq, VL,
              Hq // W, acc)
     if aTn is not None:
-        _panels3(view(aTn, aTn_off, n * RC), zero_i, RC, one_i, n, hs, zero_i, W, Hq, K, c_hh,
+        tile(fns, 3, view(aTn, aTn_off, n * RC), zero_i, RC, one_i, n, hs, zero_i, W, Hq, K, c_hh,
                  2 * n * Hq, W, Hq, VL, Hq // W, acc)
     if hid is not None:
-        _panels3(aT, 2 * n * RC, RC, one_i, n, view(hid, hid_off, RC * Hq), zero_i, W, Hq, K,
+        tile(fns, 3, aT, 2 * n * RC, RC, one_i, n, view(hid, hid_off, RC * Hq), zero_i, W, Hq, K,
                  c_hh, 2 * n * Hq, W, Hq, VL, Hq // W, acc)
     for r in range(3 * n):
         sg = 0.0
@@ -586,7 +588,7 @@ def _backward_rows(T, B, H, t, j0, n, G, g_r, g_z, g_n, g_hn, y, h0, HS0, length
 
 
 @njit(nogil=True, **_JIT)
-def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
+def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
                    reverse, dy, dh, dprod, dgi3, dx, dw_ih, dw_hh, db_ih, db_hh, aT, xs, hs,
                    c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, dgh3, aTn, hid):
     """Part p of P of a whole backward pass (BPTT for `forward`; the math of
@@ -689,21 +691,21 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
         # weight-gradient products. A part that is ahead does it instead of waiting.
         if s > 0:
             tp = (s - 1) if reverse else T - s
-            _panels3(view(dgi3, ((s - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf,
+            tile(fns, 3, view(dgi3, ((s - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf,
                      zero_i, 3 * H * W, W, 3 * H, dxf, (tp * B + b0) * Ip, W, Ip, VL, NQ, fresh)
         if pending > 0:
-            unflushed = _weight_chunk(np.int64(pending), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp,
+            unflushed = _weight_chunk(fns, np.int64(pending), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp,
                                       hid, hid_off, Hq, cih, chh, aih, ahh, sih, shn,
                                       np.int64(unflushed), VL)
             pending = 0
         if not wait(ctrl, P, nbar):
             return False
         if dgh3 is not None:
-            _panels2(view(dgh3, off, B * G), zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 3 * H,
+            tile(fns, 2, view(dgh3, off, B * G), zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 3 * H,
                      dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
-            _panels2(dgi, 2 * H, G, one_i, B, whpf, u0 * 3 * H * PW + 2 * H * PW, 3 * H * PW, PW,
+            tile(fns, 2, dgi, 2 * H, G, one_i, B, whpf, u0 * 3 * H * PW + 2 * H * PW, 3 * H * PW, PW,
                      H, dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
             for b in range(B):
                 if t >= lengths[b]:
@@ -725,7 +727,7 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
-            _panels2(dgi, zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 2 * H,
+            tile(fns, 2, dgi, zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 2 * H,
                      dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
         for b in range(B):
             dhb = ptr(dhf, b * HS + j0)
@@ -758,11 +760,11 @@ def _backward_part(p, P, ctrl, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, w
             rows = 0
     # The last step's dx and the last chunk (every part has passed the last barrier).
     tl = T - 1 if reverse else 0
-    _panels3(view(dgi3, ((T - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf, zero_i,
+    tile(fns, 3, view(dgi3, ((T - 1) % 3) * B * G, B * G), b0 * G, G, one_i, b1 - b0, wihpf, zero_i,
              3 * H * W, W, 3 * H, dxf, (tl * B + b0) * Ip, W, Ip, VL, NQ, fresh)
     last = pending if pending > 0 else rows
     if last > 0:
-        unflushed = _weight_chunk(np.int64(last), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp, hid,
+        unflushed = _weight_chunk(fns, np.int64(last), n, RC, aTp, aTn, aTn_off, xsp, Ip, hsp, hid,
                                   hid_off, Hq, cih, chh, aih, ahh, sih, shn, np.int64(unflushed),
                                   VL)
     if unflushed > 0:
@@ -824,7 +826,7 @@ def backward(cache, dy, dh_n):
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
     run_parts(_backward_part, P, (
-        x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, np.empty((NB, 3 * H, PW), dtype),
+        tile_functions(dtype, (2, 3)), x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, np.empty((NB, 3 * H, PW), dtype),
         np.empty((NQ, 3 * H, W), dtype), cache.lengths, cache.reverse, dy, dh,
         np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx, dw_ih, dw_hh, db_ih, db_hh,
         np.empty((P, 3 * nmax, RC), dtype), np.empty((P, RC, Ip), dtype),

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import backend
+from ._jit import CACHE
 
 
 # -- the updates: one element's arithmetic, shared by the @njit loops here and the numba.cuda
@@ -52,11 +53,11 @@ def _sgd_math(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, fir
     return p + (-lr) * d, buf
 
 
-_adam_element = njit(cache=True, inline="always")(_adam_math)
-_sgd_element = njit(cache=True, inline="always")(_sgd_math)
+_adam_element = njit(cache=CACHE, inline="always")(_adam_math)
+_sgd_element = njit(cache=CACHE, inline="always")(_sgd_math)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
                  weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
     """_adam_math over a flat span: p, g, exp_avg, exp_avg_sq are 1-D arrays of one size."""
@@ -66,7 +67,7 @@ def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minu
             eps, weight_decay, decoupled, bias_correction1, bias_correction2_sqrt)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """_sgd_math over a flat span: p, g, buf are 1-D arrays of one size."""
     for i in range(p.size):

@@ -16,13 +16,23 @@ from numba import njit
 
 import numgru as ng
 from numgru import _sync, cpu, reference
-from numgru._tile import pack_columns, pack_gates, panel_product, vector_length
+from numgru._tile import pack_columns, pack_gates, panel_product, tile_functions, vector_length
 from helpers import assert_close
 
 
 @njit(error_model="numpy")
-def _product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc):
-    panel_product(nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+def _product_kernel(fns, nv, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride,
+                    acc):
+    if nv == 1:  # the tile's width is a constant at each call site
+        panel_product(fns, 1, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+    elif nv == 2:
+        panel_product(fns, 2, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+    else:
+        panel_product(fns, 3, a, a_off, lda, ka, M, bp, bp_off, ldb, K, c, c_off, ldc, vstride, acc)
+
+
+def _product(nv, a, *args):
+    _product_kernel(tile_functions(a.dtype), nv, a, *args)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
