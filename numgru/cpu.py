@@ -750,10 +750,10 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
                 for j in range(H):
                     hidb[j] = rr[j] * hp[j]
         for g in range(3):
-            _transpose_into(dgi, G, g * H + j0, n, B, aTp, g * n, RC, rows)
+            _transpose_into(dgi, G, g * H + j0, n, B, aTp, g * n, RC, np.int64(rows))
         if aTn is not None:
             _transpose_into(view(dgh3, off, B * G), G, 2 * H + j0, n, B,
-                            view(aTn, aTn_off, n * RC), zero_i, RC, rows)
+                            view(aTn, aTn_off, n * RC), zero_i, RC, np.int64(rows))
         rows += B
         if rows == KS * B:
             pending = rows  # its products run in the next step's barrier window
