@@ -1,22 +1,30 @@
-"""CPU benchmark harness: numgru's CPU backend and the NumPy reference side by side with
-torch.nn.GRU, in the same run, over DESIGN.md's grid (float32).
+"""CPU benchmark harness: numgru's CPU backend side by side with torch.nn.GRU (inference and
+training) and ONNX Runtime's GRU operator (inference), in the same run, float32.
 
-For each size it first checks that numgru and torch agree (outputs and gradients, same weights),
-then times inference (forward) and training (forward + backward) as the median of repeated calls,
-and prints the ratio to torch's time in this run, the GFLOP/s, and the share of the SGEMM peak
-measured at the start. Compile time is excluded from the timings (a warm-up call) and reported
-apart: the first call in this process, and with --compile a cold and a cached first call in fresh
-processes. torch is the baseline only; numgru never imports it.
+For each size it first checks that all of them agree with torch (outputs and gradients, same
+weights; for reset_after=False with the float64 NumPy reference), then times inference and
+training (forward + backward) as medians of repeated calls, and prints the ratio of numgru's
+time to each peer's, the GFLOP/s, and the share of the SGEMM peak measured at the start (numpy's
+BLAS, the same threads). Compile time is excluded (a warm-up call) and reported apart: the
+start-up lines time a new process's import, first inference and first training step with an
+empty and with a filled Numba cache. The header names the CPU, numgru's code path and why.
 
-    python benchmarks/bench_cpu.py                 # the whole grid
-    python benchmarks/bench_cpu.py --sizes stream seed --repeat 50
-    python benchmarks/bench_cpu.py --compile       # first-call latency, no cache vs cache
-    python benchmarks/bench_cpu.py --memory        # peak memory of a training step vs torch
+    python benchmarks/bench_cpu.py                   # DESIGN.md's grid, the wide sizes, start-up
+    python benchmarks/bench_cpu.py --sizes seed large --repeat 50
+    python benchmarks/bench_cpu.py --startup         # only the start-up lines
+    python benchmarks/bench_cpu.py --interference    # numgru's time with ORT / torch between calls
+    python benchmarks/bench_cpu.py --memory          # peak memory of a training step vs torch
+
+Peers run with the same number of intra-op threads; ONNX Runtime with its spinning off for the
+timings (its spinning workers would take the cores from whatever runs next) and with its
+defaults in the interference mode. torch and onnxruntime are benchmark peers only: numgru never
+imports them.
 """
 
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +40,9 @@ GRID = {  # name: (batch, steps, input, hidden, layers), DESIGN.md
     "large": (64, 50, 256, 512, 1),
     "long": (16, 500, 32, 128, 2),
 }
+# Serving and wide sizes: batch 1 to 128 at hidden 128 to 1024 (50 steps, 128 inputs).
+WIDE = {f"b{B}h{H}": (B, 50, 128, H, 1) for B in (1, 4, 8, 32, 128) for H in (128, 256, 512, 1024)}
+SIZES = {**GRID, **WIDE}
 
 
 def gemm_flops(B, T, I, H, layers, D=1):
@@ -55,28 +66,52 @@ def median_time(fn, repeat, min_time=0.2):
 
 
 def sgemm_peak(threads):
-    """GFLOP/s of a 2048² float32 GEMM through the BLAS that numgru's kernels call (SciPy's)."""
-    from scipy.linalg import blas
-
+    """GFLOP/s of a 2048² float32 GEMM through numpy's BLAS (threads as the peers)."""
     n = 2048
-    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    b = np.asfortranarray(np.random.default_rng(1).standard_normal((n, n), np.float32))
-    blas.sgemm(1.0, a, b)
-    t = median_time(lambda: blas.sgemm(1.0, a, b), 5)
+    a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), np.float32)
+    a @ b
+    t = median_time(lambda: a @ b, 5)
     return 2 * n ** 3 / t / 1e9
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def check(name, got, want, tol=2e-4):
     err = float(np.max(np.abs(got - want)))
     scale = max(1.0, float(np.max(np.abs(want))))
     if err > tol * scale:
-        raise SystemExit(f"result check failed: {name} differs from torch by {err:.3g}")
+        raise SystemExit(f"result check failed: {name} differs from the truth by {err:.3g}")
 
 
-def bench_size(name, repeat, with_reference, torch, reset_after=True, bidirectional=False):
+def ort_session(ort, gru, threads, spinning):
+    """An ONNX Runtime session of the layer (numgru's own export), and its input name."""
+    import numgru as ng
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "gru.onnx")
+        ng.export_onnx(gru, path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        if not spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return sess, sess.get_inputs()[0].name
+
+
+def bench_size(name, repeat, torch, ort, threads, reset_after=True, bidirectional=False):
     import numgru as ng
 
-    B, T, I, H, L = GRID[name]
+    B, T, I, H, L = SIZES[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     D = 2 if bidirectional else 1
@@ -84,12 +119,8 @@ def bench_size(name, repeat, with_reference, torch, reset_after=True, bidirectio
     kw = dict(num_layers=L, bidirectional=bidirectional)
     tgru = torch.nn.GRU(I, H, batch_first=True, **kw)
     sd = {k: v.detach().numpy().copy() for k, v in tgru.state_dict().items()}
-    backends = {"cpu": ng.GRU(I, H, device="cpu", reset_after=reset_after, **kw)}
-    if with_reference:
-        backends["numpy"] = ng.GRU(I, H, device="numpy", reset_after=reset_after, **kw)
-    for gru in backends.values():
-        gru.load_state_dict(sd)
-
+    gru = ng.GRU(I, H, device="cpu", reset_after=reset_after, **kw)
+    gru.load_state_dict(sd)
     xt = torch.tensor(x, requires_grad=True)
     dyt = torch.tensor(dy)
 
@@ -101,9 +132,10 @@ def bench_size(name, repeat, with_reference, torch, reset_after=True, bidirectio
         y, _ = tgru(xt)
         torch.autograd.backward(y, dyt)
 
-    # Results first: numgru must agree with the truth before anything is timed. The truth is
-    # torch for reset_after=True; torch has no reset_after=False, so there it is the NumPy
-    # reference in float64 (torch still gives the baseline time: its variant costs the same).
+    # Results first: numgru and ONNX Runtime must agree with the truth before anything is timed.
+    # The truth is torch for reset_after=True; torch has no reset_after=False, so there it is
+    # the NumPy reference in float64 (torch still gives the baseline time: its variant costs the
+    # same).
     yt, ht = tgru(xt)
     torch.autograd.backward(yt, dyt)
     if reset_after:
@@ -116,36 +148,40 @@ def bench_size(name, repeat, with_reference, torch, reset_after=True, bidirectio
         dx64, _ = truth.backward(dy)
         want = {"y": y64, "h_n": h64, "dx": dx64}
         want.update({f"grad {k}": g for k, g in truth.grads.items()})
-    rows = {}
-    for dev, gru in backends.items():
-        t0 = time.perf_counter()
-        y, h = gru(x)  # the first call compiles (or loads the cache): reported apart
-        first = time.perf_counter() - t0
-        gru.zero_grad()
-        gru.forward(x, train=True)
-        dx, _ = gru.backward(dy)
-        got = {"y": y, "h_n": h, "dx": dx}
-        got.update({f"grad {k}": g for k, g in gru.grads.items()})
-        for key, value in want.items():
-            check(f"{name}/{dev} {key}", got[key], value)
-        rows[dev] = {"first_call_s": first}
+    t0 = time.perf_counter()
+    y, h = gru(x)  # the first call compiles (or loads the cache): reported apart
+    first = time.perf_counter() - t0
+    gru.zero_grad()
+    gru.forward(x, train=True)
+    dx, _ = gru.backward(dy)
+    got = {"y": y, "h_n": h, "dx": dx}
+    got.update({f"grad {k}": g for k, g in gru.grads.items()})
+    for key, value in want.items():
+        check(f"{name}/numgru {key}", got[key], value)
+    sess, xname = ort_session(ort, gru, threads, spinning=False)
+    y_ort, h_ort = sess.run(None, {xname: x})
+    check(f"{name}/onnxruntime y", y_ort, want["y"])
+    check(f"{name}/onnxruntime h_n", h_ort, want["h_n"])
     xt.grad = None
     tgru.zero_grad()
 
-    def train_step(gru):
+    def train_step():
         gru.forward(x, train=True)
         gru.backward(dy)
 
-    flops = gemm_flops(B, T, I, H, L, D)
-    out = {"size": name, "shape": dict(B=B, T=T, I=I, H=H, layers=L), "gflop_fwd": flops / 1e9}
-    t_inf = median_time(torch_infer, repeat)
-    t_tr = median_time(torch_train, repeat)
-    out["torch"] = {"infer_s": t_inf, "train_s": t_tr}
-    for dev, gru in backends.items():
-        r = max(3, repeat // 5) if dev == "numpy" else repeat
-        rows[dev]["infer_s"] = median_time(lambda: gru(x), r)
-        rows[dev]["train_s"] = median_time(lambda: train_step(gru), r)
-        out[dev] = rows[dev]
+    out = {"size": name, "shape": dict(B=B, T=T, I=I, H=H, layers=L),
+           "gflop_fwd": gemm_flops(B, T, I, H, L, D) / 1e9, "first_call_s": first}
+    # Each measurement alternates its peers call by call in rounds, so that a slow phase of the
+    # shared machine falls on all of them alike.
+    rounds = 3
+    t = {k: [] for k in ("torch_infer", "torch_train", "ort_infer", "infer", "train")}
+    fns = {"torch_infer": torch_infer, "torch_train": torch_train,
+           "ort_infer": lambda: sess.run(None, {xname: x}), "infer": lambda: gru(x),
+           "train": train_step}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t[key].append(median_time(fn, max(3, repeat // rounds)))
+    out.update({k: min(v) for k, v in t.items()})
     return out
 
 
@@ -162,13 +198,90 @@ def bench_cell(repeat, torch):
     xt, htt = torch.tensor(x), torch.tensor(h)
     with torch.no_grad():
         check("GRUCell h1", cell(x, h), tcell(xt, htt).numpy())
-
-        def tstep():
-            return tcell(xt, htt)
-
-        t_torch = median_time(tstep, repeat * 20)
+        t_torch = median_time(lambda: tcell(xt, htt), repeat * 20)
     t_ng = median_time(lambda: cell(x, h), repeat * 20)
     return {"torch_s": t_torch, "cpu_s": t_ng}
+
+
+# -- start-up: new processes, empty and filled cache --
+
+_STARTUP_SCRIPT = """
+import sys, time
+t0 = time.perf_counter()
+import numgru as ng
+import numpy as np
+t1 = time.perf_counter()
+gru = ng.GRU(64, 128, seed=0)  # device="auto": the CUDA probe included
+x = np.ones((4, 20, 64), np.float32)
+gru(x)
+t2 = time.perf_counter()
+y, _ = gru.forward(x, train=True)
+gru.backward(np.ones_like(y))
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, gru.device)
+"""
+
+
+def startup():
+    """A new process's import, first inference and first training step (forward + backward) of a
+    1-layer GRU (64 -> 128, float32, device="auto"), with an empty Numba cache, then filled."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        env.pop("NUMGRU_DEVICE", None)
+        for label in ("empty cache", "filled cache"):
+            out = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            rows.append((label, *map(float, out[:3]), out[3]))
+    print("start-up, new process, 1-layer GRU 64 -> 128, float32, device='auto':")
+    for label, imp, inf, tr, dev in rows:
+        print(f"  {label:13s} import {imp:6.3f} s   first inference {inf:6.3f} s   "
+              f"first training step {tr:6.3f} s   (ran on {dev})")
+    return rows
+
+
+# -- interference: other thread pools in the same process --
+
+def interference(names, repeat, torch, ort, threads):
+    """numgru's inference time alone, and with ONNX Runtime (its defaults: spinning workers) or
+    torch (its OpenMP pool) running between numgru's calls in the same process."""
+    import numgru as ng
+    print("interference: numgru's inference time, alone and with another pool's call before "
+          "each of its calls (median ms; ratio to alone)")
+    print(f"{'size':10s} {'alone':>9s} {'after ORT':>9s} {'ratio':>6s} {'after torch':>11s} "
+          f"{'ratio':>6s}")
+    out = {}
+    for name in names:
+        B, T, I, H, L = SIZES[name]
+        x = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
+        gru = ng.GRU(I, H, num_layers=L, device="cpu", seed=0)
+        sess, xname = ort_session(ort, gru, threads, spinning=True)
+        tgru = torch.nn.GRU(I, H, num_layers=L, batch_first=True)
+        xt = torch.tensor(x)
+        gru(x)
+        sess.run(None, {xname: x})
+
+        def after(other):
+            times = []
+            for _ in range(max(repeat, 10)):
+                other()
+                t0 = time.perf_counter()
+                gru(x)
+                times.append(time.perf_counter() - t0)
+            return statistics.median(times)
+
+        def torch_call():
+            with torch.no_grad():
+                tgru(xt)
+
+        alone = median_time(lambda: gru(x), repeat)
+        t_ort = after(lambda: sess.run(None, {xname: x}))
+        t_torch = after(torch_call)
+        alone = min(alone, median_time(lambda: gru(x), repeat))
+        out[name] = {"alone_s": alone, "after_ort_s": t_ort, "after_torch_s": t_torch}
+        print(f"{name:10s} {alone * 1e3:9.3f} {t_ort * 1e3:9.3f} {t_ort / alone:6.2f} "
+              f"{t_torch * 1e3:11.3f} {t_torch / alone:6.2f}", flush=True)
+    return out
 
 
 _MEMORY_SCRIPT = """
@@ -209,7 +322,7 @@ def training_memory(sizes):
     print(f"{'size':8s} {'torch':>8s} {'numgru':>8s} {'ratio':>6s}")
     out = {}
     for name in sizes:
-        B, T, I, H, L = GRID[name]
+        B, T, I, H, L = SIZES[name]
         vals = []
         for fw in ("torch", "numgru"):
             res = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, fw, str(B), str(T), str(I),
@@ -220,81 +333,72 @@ def training_memory(sizes):
     return out
 
 
-def compile_latency():
-    """First-call time in fresh processes: with an empty Numba cache, then with it filled."""
-    code = ("import time, numpy as np; t0 = time.perf_counter(); import numgru as ng; "
-            "g = ng.GRU(8, 16, device='cpu'); x = np.ones((2, 5, 8), np.float32); "
-            "t1 = time.perf_counter(); g(x); g.forward(x, train=True); g.backward(np.ones((2, 5, 16), "
-            "np.float32)); print(time.perf_counter() - t1, t1 - t0)")
-    with tempfile.TemporaryDirectory() as cache_dir:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-        results = []
-        for label in ("cold (no cache)", "cached"):
-            out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                                 capture_output=True, text=True).stdout.split()
-            results.append((label, float(out[0]), float(out[1])))
-    print("first call (forward, training forward and backward, float32):")
-    for label, t, imp in results:
-        print(f"  {label:16s} {t:7.3f} s   (import numgru {imp:.3f} s)")
-    return results
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", nargs="+", default=list(GRID), choices=list(GRID))
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--grid", action="store_true", help="DESIGN.md's grid only (no wide sizes)")
     ap.add_argument("--repeat", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0))
+                    if hasattr(os, "sched_getaffinity") else os.cpu_count())
     ap.add_argument("--reset-after-false", action="store_true",
                     help="time numgru's reset_after=False variant (torch's time stays the baseline)")
     ap.add_argument("--bidirectional", action="store_true", help="bidirectional layers, both sides")
     ap.add_argument("--no-cell", action="store_true", help="skip the GRUCell latency")
-    ap.add_argument("--compile", action="store_true", help="only the first-call latencies")
+    ap.add_argument("--no-startup", action="store_true", help="skip the start-up lines")
+    ap.add_argument("--startup", action="store_true", help="only the start-up lines")
+    ap.add_argument("--interference", action="store_true",
+                    help="only numgru's time with ONNX Runtime / torch calls in between")
     ap.add_argument("--memory", action="store_true", help="only the training-step peak memory")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
-    if args.compile:
-        compile_latency()
+    sizes = [s for s in args.sizes if s in GRID] if args.grid else args.sizes
+    if args.startup:
+        startup()
         return
     if args.memory:
-        training_memory(args.sizes)
+        training_memory([s for s in sizes if s in GRID])
         return
+    import onnxruntime as ort
     import torch
 
     torch.set_num_threads(args.threads)
     import numba
 
+    from numgru._target import PATH
+    print(f"CPU: {cpu_model()} ({platform.machine()}), {args.threads} threads for every peer")
+    print(f"numgru code path: {PATH.name}: {PATH.reason}")
+    if args.interference:
+        interference([s for s in sizes if s in ("medium", "large", "long", "b32h512", "b128h256")]
+                     or sizes, args.repeat, torch, ort, args.threads)
+        return
     peak = sgemm_peak(args.threads)
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), numba "
-          f"{numba.__version__}, numpy {np.__version__}; SGEMM peak (2048², SciPy BLAS): "
-          f"{peak:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, numba {numba.__version__}, "
+          f"numpy {np.__version__}; SGEMM peak (2048², numpy's BLAS): {peak:.1f} GFLOP/s")
     print(f"variant: reset_after={not args.reset_after_false}, bidirectional={args.bidirectional}")
     print("All results are checked against torch (or, for reset_after=False, the float64 NumPy "
-          "reference) before timing. Times: median, float32.")
-    head = (f"{'size':8s} {'mode':6s} {'torch ms':>9s} {'cpu ms':>9s} {'cpu/torch':>9s} "
-            f"{'cpu GF/s':>8s} {'%peak':>6s} {'torch GF/s':>10s} {'numpy ms':>9s} {'np/torch':>8s}")
-    print(head)
-    results = {"sgemm_peak_gflops": peak, "sizes": []}
-    for name in args.sizes:
-        r = bench_size(name, args.repeat, not args.no_reference, torch,
+          "reference) before timing. Times: medians, ms, float32.")
+    print(f"{'size':8s} {'torch inf':>9s} {'ORT inf':>9s} {'numgru':>9s} {'/torch':>6s} "
+          f"{'/ORT':>6s} {'%peak':>6s} | {'torch tr':>9s} {'numgru tr':>9s} {'/torch':>6s} "
+          f"{'%peak':>6s}")
+    results = {"cpu": cpu_model(), "path": PATH.name, "sgemm_peak_gflops": peak, "sizes": []}
+    for name in sizes:
+        r = bench_size(name, args.repeat, torch, ort, args.threads,
                        reset_after=not args.reset_after_false, bidirectional=args.bidirectional)
         results["sizes"].append(r)
-        for mode, mult in (("infer", 1), ("train", 3)):
-            gf = r["gflop_fwd"] * mult
-            tt, tc = r["torch"][f"{mode}_s"], r["cpu"][f"{mode}_s"]
-            line = (f"{name:8s} {mode:6s} {tt * 1e3:9.3f} {tc * 1e3:9.3f} {tc / tt:9.2f} "
-                    f"{gf / tc:8.1f} {100 * gf / tc / peak:5.1f}% {gf / tt:10.1f}")
-            if "numpy" in r:
-                tn = r["numpy"][f"{mode}_s"]
-                line += f" {tn * 1e3:9.3f} {tn / tt:8.2f}"
-            print(line, flush=True)
-    print("first calls in this process (compile or cache load), excluded above: " + ", ".join(
-        f"{r['size']} {r['cpu']['first_call_s']:.2f}s" for r in results["sizes"]))
+        gf = r["gflop_fwd"]
+        print(f"{name:8s} {r['torch_infer'] * 1e3:9.3f} {r['ort_infer'] * 1e3:9.3f} "
+              f"{r['infer'] * 1e3:9.3f} {r['infer'] / r['torch_infer']:6.2f} "
+              f"{r['infer'] / r['ort_infer']:6.2f} {100 * gf / r['infer'] / peak:5.1f}% | "
+              f"{r['torch_train'] * 1e3:9.3f} {r['train'] * 1e3:9.3f} "
+              f"{r['train'] / r['torch_train']:6.2f} {100 * 3 * gf / r['train'] / peak:5.1f}%",
+              flush=True)
     if not args.no_cell:
         c = bench_cell(args.repeat, torch)
         results["gru_cell"] = c
         print(f"GRUCell one step (B=1, H=128, from Python): torch {c['torch_s'] * 1e6:.1f} us, "
-              f"cpu {c['cpu_s'] * 1e6:.1f} us, ratio {c['cpu_s'] / c['torch_s']:.2f}")
+              f"numgru {c['cpu_s'] * 1e6:.1f} us, ratio {c['cpu_s'] / c['torch_s']:.2f}")
+    if not args.no_startup:
+        results["startup"] = startup()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
