@@ -67,8 +67,9 @@ def _decide():
         return True, user, "Numba's per-user cache (numgru's own folder is read-only)"
     fallback = _fallback_dir()
     if _writable(fallback):
-        if _NumgruTempLocator not in caching._CacheImpl._locator_classes:
-            caching._CacheImpl._locator_classes.append(_NumgruTempLocator)
+        impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+        if _NumgruTempLocator not in impl._locator_classes:
+            impl._locator_classes.append(_NumgruTempLocator)
         return True, fallback, ("a temporary folder (numgru's folder and Numba's per-user cache "
                                 "are not writable)")
     return False, None, ("none: no writable folder was found (numgru's folder, Numba's per-user "

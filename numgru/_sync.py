@@ -213,13 +213,14 @@ def _run_part(kernel, p, P, ctrl, args):
 
 def run_parts(kernel, P, args):
     """kernel(p, P, ctrl, *args) for p = 0..P-1, concurrently (p = 0 on this thread). kernel
-    must be a nogil compiled function whose parts meet only at `barrier(ctrl, P, n)`.
+    must be a nogil compiled function whose parts meet only at `barrier(ctrl, P, n)`. Returns
+    the number of parts that ran.
 
     When another call owns the pool, or P is 1, the whole range runs here as one part."""
     ctrl = np.zeros(CTRL_SIZE, np.int64)
     if P <= 1 or not _BUSY.acquire(blocking=False):
         kernel(0, 1, ctrl, *args)
-        return
+        return 1
     try:
         pool = _pool(P - 1)
         futures = [pool.submit(_run_part, kernel, p, P, ctrl, args) for p in range(1, P)]
@@ -238,3 +239,4 @@ def run_parts(kernel, P, args):
         _BUSY.release()
     if ctrl[1]:
         raise RuntimeError("numgru: a part of the parallel recurrence was aborted")
+    return P

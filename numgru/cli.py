@@ -614,9 +614,18 @@ def cmd_info(args):
     print(f"CPU passes: up to {max_threads()} threads (NUMGRU_NUM_THREADS, else the CPUs this "
           f"process may use, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}); "
           f"{os.cpu_count()} CPUs")
+    from ._jit import CACHE_DIR, CACHE_REASON
+    from ._plan import plan
+    from ._target import PATH
+    print(f"CPU code path: {PATH.name} ({PATH.reason})")
+    print(f"kernel cache: {CACHE_DIR or 'none'} ({CACHE_REASON})")
+    the_plan = plan()
+    if the_plan.path:
+        print(f"part plan: {the_plan.path} ({len(the_plan.chosen())} sizes measured; "
+              f"NUMGRU_PLAN=off uses the fixed rule)")
     blas = _blas_name()
     if blas:
-        print(f"BLAS: {blas}")
+        print(f"BLAS (numpy's, for the Linear head; the GRU kernels use none): {blas}")
     usable, reason = cuda_status()
     print("devices:")
     for d in DEVICES:

@@ -38,6 +38,8 @@ stale ones).
 Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
 """
 
+import time
+
 import numpy as np
 from numba import njit
 
@@ -45,6 +47,7 @@ from ._jit import CACHE
 
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
+from ._plan import plan
 from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
@@ -303,15 +306,33 @@ def _forward_part(p, P, ctrl, fns, x, w_ih, w_hh, wip, wp, bias, lengths, revers
 
 
 def _parts(B, H, panels):
-    """Parts for a layer pass: one per thread allowed, at most one per unit panel (the forward's
-    and the backward's panels differ in width), and one when a step's product is too small to
-    pay for a barrier per step."""
+    """Parts for a layer pass by the rule alone: one per thread allowed, at most one per unit
+    panel (the forward's and the backward's panels differ in width), and one when a step's
+    product is too small to pay for a barrier per step."""
     if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
         return 1
     return max(1, min(max_threads(), panels))
 
 
 _PARALLEL_MIN_FLOPS = 1 << 20
+
+
+def _pass_parts(kind, dtype, B, H, panels):
+    """(parts, trial) for a layer pass from this machine's plan (`_plan`): near the crossover the
+    first calls of a size try one part and all of them, timed per step. Buffers sized for a
+    number of parts must be sized for this one (a busy pool runs fewer, never more)."""
+    return plan().parts(kind, dtype.name, B, H, max(1, min(max_threads(), panels)))
+
+
+def _run_pass(kernel, P, trial, T, args):
+    """run_parts, timed when the call is a trial of the plan."""
+    if trial is None:
+        run_parts(kernel, P, args)
+        return
+    t0 = time.perf_counter()
+    used = run_parts(kernel, P, args)
+    if used == P:
+        plan().record(trial, P, (time.perf_counter() - t0) / T)
 
 
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
@@ -330,9 +351,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     gates = np.empty((4, T, B, H), dtype) if train else None
     hbuf = np.zeros((2 * B, HS), dtype)
     hbuf[:B, :H] = h0
-    P = _parts(B, H, NB)
     fns = tile_functions(dtype, (3,) if reset_after else (1, 2, 3))
-    run_parts(_forward_part, P, (
+    P, trial = _pass_parts("train" if train else "infer", dtype, B, H, NB)
+    _run_pass(_forward_part, P, trial, T, (
         fns, x.reshape(T * B, I), w_ih, w_hh, np.empty((NB, I, 3 * VL), dtype),
         np.empty((NB, H, 3 * VL), dtype), np.concatenate((b_ih, b_hh)), lengths, reverse,
         dtype.type(1), np.empty((GS * B, 3 * Hs), dtype), hbuf, np.empty((B, 3 * Hs), dtype), y,
@@ -812,7 +833,7 @@ def backward(cache, dy, dh_n):
     Ip = NQ * W
     Hq = -(-H // W) * W
     G = padded_stride(3 * H, size)
-    P = _parts(B, H, NB)
+    P, trial = _pass_parts("backward", dtype, B, H, NB)  # the buffers are sized for P parts
     # This step's dL/d(pre-activation) of r, z, n per row: dgi from the input side; dgh from the
     # hidden side (differs in the n columns, × r, when reset_after; equal to dgi otherwise).
     dgi3 = np.empty((3, B, G), dtype)
@@ -825,7 +846,7 @@ def backward(cache, dy, dh_n):
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    run_parts(_backward_part, P, (
+    _run_pass(_backward_part, P, trial, T, (
         tile_functions(dtype, (2, 3)), x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, np.empty((NB, 3 * H, PW), dtype),
         np.empty((NQ, 3 * H, W), dtype), cache.lengths, cache.reverse, dy, dh,
         np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx, dw_ih, dw_hh, db_ih, db_hh,
