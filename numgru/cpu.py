@@ -38,6 +38,7 @@ stale ones).
 Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
 """
 
+import os
 import time
 
 import numpy as np
@@ -315,6 +316,21 @@ def _parts(B, H, panels):
 
 
 _PARALLEL_MIN_FLOPS = 1 << 20
+
+
+def kernels_cached():
+    """Whether the forward and backward part kernels are compiled in this process or stored in
+    the kernel cache (for some variant): False means the next training step compiles them."""
+    for kernel in (_forward_part, _backward_part):
+        if kernel.overloads:
+            continue
+        try:
+            index = kernel._cache._cache_file._index_path
+        except AttributeError:  # another Numba: nothing to say
+            return True
+        if not os.path.exists(index):
+            return False
+    return True
 
 
 def _pass_parts(kind, dtype, B, H, panels):

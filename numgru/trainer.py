@@ -337,10 +337,14 @@ class Trainer:
         self.stop_training = False
         show = (self.progress if progress is None else progress) and self.rank == 0
         bar = _progress_bar(show, total=steps_per_epoch * max(0, epochs - state["epoch"]))
+        # A first run compiles the kernels during its first step (seconds): the bar says so
+        # once, and its rate and ETA start after that step instead of counting it.
+        compiling = show and _kernels_to_compile(model)
         try:
             for epoch in range(state["epoch"] + 1, epochs + 1):
                 t0 = time.perf_counter()
-                bar.set_description(f"epoch {epoch}/{epochs}")
+                bar.set_description("compiling numgru's kernels (once per install)" if compiling
+                                    else f"epoch {epoch}/{epochs}")
                 order = self._shuffle_rng.permutation(N) if shuffle else np.arange(N)
                 totals = _Totals()
                 for b in range(steps_per_epoch):
@@ -362,6 +366,10 @@ class Trainer:
                         totals.add(loss, out, yb, mask, self.metrics)
                     else:
                         totals.add_vector(vec)
+                    if compiling:
+                        compiling = False
+                        bar.reset()
+                        bar.set_description(f"epoch {epoch}/{epochs}")
                     bar.update(1)
                     bar.set_postfix_str(f"loss {totals.mean_loss():.4f}", refresh=False)
                 logs = {"epoch": epoch, **totals.result(self.metrics)}
@@ -561,6 +569,9 @@ class _NoBar:
     def update(self, n=1):
         pass
 
+    def reset(self, total=None):
+        pass
+
     def set_description(self, text):
         pass
 
@@ -569,6 +580,15 @@ class _NoBar:
 
     def close(self):
         pass
+
+
+def _kernels_to_compile(model):
+    """Whether the first training step of this model will compile the CPU kernels (neither this
+    process nor the kernel cache has them): a hint for the progress bar only."""
+    if getattr(model, "device", None) != "cpu":
+        return False
+    from . import cpu
+    return not cpu.kernels_cached()
 
 
 def _progress_bar(enabled, total):
