@@ -107,19 +107,20 @@ class Plan:
             return dict(self._chosen)
 
 
-_PLAN = None
+_PLANS = {}  # threads -> Plan
 _PLAN_LOCK = threading.Lock()
 
 
 def plan():
     """The process's plan, for this machine's code path and thread count."""
-    global _PLAN
-    from ._jit import CACHE_DIR
     from ._sync import max_threads
-    from ._target import PATH
-    name = f"numgru-plan-{PATH.name}-{PATH.cpu}-{max_threads()}t.json"
-    path = os.path.join(CACHE_DIR, name) if CACHE_DIR else None
-    with _PLAN_LOCK:
-        if _PLAN is None or _PLAN.path != path:
-            _PLAN = Plan(path)
-        return _PLAN
+    threads = max_threads()
+    found = _PLANS.get(threads)
+    if found is None:
+        from ._jit import CACHE_DIR
+        from ._target import PATH
+        name = f"numgru-plan-{PATH.name}-{PATH.cpu}-{threads}t.json"
+        with _PLAN_LOCK:
+            found = _PLANS.setdefault(
+                threads, Plan(os.path.join(CACHE_DIR, name) if CACHE_DIR else None))
+    return found

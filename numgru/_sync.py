@@ -162,7 +162,8 @@ def _forget_pool_after_fork():
     """A forked child has none of the parent's threads: a pool object inherited from the parent
     would take work that no thread ever runs (a hang), and a lock held at the fork would stay
     held. The child starts with no pool and fresh locks."""
-    global _POOL, _POOL_SIZE, _POOL_LOCK, _BUSY
+    global _POOL, _POOL_SIZE, _POOL_LOCK, _BUSY, _CPUS
+    _CPUS = None  # the child may run on other CPUs
     _POOL = None
     _POOL_SIZE = 0
     _POOL_LOCK = threading.Lock()
@@ -175,7 +176,9 @@ if hasattr(os, "register_at_fork"):
 
 def max_threads():
     """Threads a recurrence may use: NUMGRU_NUM_THREADS if set, else the CPUs this process may
-    run on, capped by NUMBA_NUM_THREADS (Numba's own setting, default the CPU count)."""
+    run on, capped by NUMBA_NUM_THREADS (Numba's own setting, default the CPU count). The CPU
+    count is read once (a system call per pass was measurable on small passes); the variable is
+    read at every call, so that changing it takes effect."""
     env = os.environ.get("NUMGRU_NUM_THREADS", "").strip()
     if env:
         try:
@@ -185,11 +188,17 @@ def max_threads():
         if n < 1:
             raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}")
         return n
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        ncpu = os.cpu_count() or 1
-    return max(1, min(ncpu, numba.config.NUMBA_NUM_THREADS))
+    global _CPUS
+    if _CPUS is None:
+        try:
+            ncpu = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            ncpu = os.cpu_count() or 1
+        _CPUS = max(1, min(ncpu, numba.config.NUMBA_NUM_THREADS))
+    return _CPUS
+
+
+_CPUS = None
 
 
 def _pool(n_workers):

@@ -241,6 +241,7 @@ def _panels1(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
 _PANEL_ROUTINES = {1: _panels1, 2: _panels2, 3: _panels3}
 _CALLBACKS = {}  # (width, dtype name) -> the compiled callback (kept alive: its address is used)
 _CALLBACKS_LOCK = threading.Lock()
+_TABLES = {}  # (dtype name, widths) -> the address table (read-only)
 
 
 def _callback_signature(dtype):
@@ -250,9 +251,12 @@ def _callback_signature(dtype):
 
 
 def tile_functions(dtype, widths=(1, 2, 3)):
-    """An int64 array f (4,) with f[nv] the address of the panel routine for nv panel vectors
-    (nv in widths; the others 0) in dtype, compiled (or loaded from the cache) on first use:
-    the first argument of `tile`."""
+    """A read-only int64 array f (4,) with f[nv] the address of the panel routine for nv panel
+    vectors (nv in widths; the others 0) in dtype, compiled (or loaded from the cache) on first
+    use: the first argument of `tile`."""
+    table = _TABLES.get((dtype, widths))
+    if table is not None:
+        return table
     name = np.dtype(dtype).name
     table = np.zeros(4, np.int64)
     for nv in widths:
@@ -266,6 +270,8 @@ def tile_functions(dtype, widths=(1, 2, 3)):
                                error_model="numpy")(_PANEL_ROUTINES[nv])
                     _CALLBACKS[key] = cb
         table[nv] = cb.address
+    table.flags.writeable = False
+    _TABLES[(dtype, tuple(widths))] = table
     return table
 
 

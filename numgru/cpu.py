@@ -48,7 +48,7 @@ from ._jit import CACHE
 
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
-from ._plan import plan
+from ._plan import _SURE_SERIAL, plan
 from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
@@ -337,6 +337,8 @@ def _pass_parts(kind, dtype, B, H, panels):
     """(parts, trial) for a layer pass from this machine's plan (`_plan`): near the crossover the
     first calls of a size try one part and all of them, timed per step. Buffers sized for a
     number of parts must be sized for this one (a busy pool runs fewer, never more)."""
+    if 6 * B * H * H < _SURE_SERIAL:  # small: no plan to ask (its bookkeeping would show)
+        return 1, None
     return plan().parts(kind, dtype.name, B, H, max(1, min(max_threads(), panels)))
 
 

@@ -36,19 +36,26 @@ def _positive_int(name, value):
 
 def _as_float_array(name, value, dtype):
     """np.asarray(value) cast to dtype, refusing what is not numeric or not finite."""
-    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
-        raise TypeError(f"{name}: got a device array; this layer runs on the host "
-                        f"(device='cpu' or 'numpy'): copy it to a numpy array first")
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        arr = value  # the common case: nothing to convert, only the finiteness to check
+    else:
+        if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+            raise TypeError(f"{name}: got a device array; this layer runs on the host "
+                            f"(device='cpu' or 'numpy'): copy it to a numpy array first")
+        arr = _converted(name, value, dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf (first at index "
+                         f"{tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])})")
+    return arr
+
+
+def _converted(name, value, dtype):
     arr = np.asarray(value)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name}: expected a real array, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: contains NaN or Inf (first at index "
-                         f"{tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])})")
-    return arr
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _input(ops, name, value, dtype):
