@@ -33,13 +33,8 @@ import time
 
 import numpy as np
 
-GRID = {  # name: (batch, steps, input, hidden, layers), DESIGN.md
-    "seed": (5, 10, 10, 20, 1),
-    "stream": (1, 100, 64, 128, 1),
-    "medium": (32, 100, 64, 256, 1),
-    "large": (64, 50, 256, 512, 1),
-    "long": (16, 500, 32, 128, 2),
-}
+from numgru._grid import GRID  # noqa: E402  (name: (batch, steps, input, hidden, layers))
+
 # Serving and wide sizes: batch 1 to 128 at hidden 128 to 1024 (50 steps, 128 inputs).
 WIDE = {f"b{B}h{H}": (B, 50, 128, H, 1) for B in (1, 4, 8, 32, 128) for H in (128, 256, 512, 1024)}
 SIZES = {**GRID, **WIDE}

@@ -28,13 +28,8 @@ import time
 
 import numpy as np
 
-GRID = {  # name: (batch, steps, input, hidden, layers), DESIGN.md
-    "seed": (5, 10, 10, 20, 1),
-    "stream": (1, 100, 64, 128, 1),
-    "medium": (32, 100, 64, 256, 1),
-    "large": (64, 50, 256, 512, 1),
-    "long": (16, 500, 32, 128, 2),
-}
+from numgru._grid import GRID  # noqa: E402  (name: (batch, steps, input, hidden, layers))
+
 OUTPUTS = 4
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 # name: (bandwidth in bytes/s, latency in s): nominal link rate at 90 % for large messages, and a

@@ -552,10 +552,7 @@ def cmd_export(args):
 
 # -- bench and info --
 
-BENCH_SIZES = {  # name: (batch, steps, input, hidden, layers), DESIGN.md's grid
-    "seed": (5, 10, 10, 20, 1), "stream": (1, 100, 64, 128, 1), "medium": (32, 100, 64, 256, 1),
-    "large": (64, 50, 256, 512, 1), "long": (16, 500, 32, 128, 2),
-}
+from ._grid import GRID as BENCH_SIZES  # noqa: E402
 
 
 def cmd_bench(args):

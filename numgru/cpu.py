@@ -505,6 +505,15 @@ def _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b):
 
 
 @njit(inline="always", **_JIT)
+def _h_prev_ptr(y, h0, T, B, H, HS0, lengths, reverse, t, b, j0):
+    """A pointer to unit j0 of the state entering step t of row b (see _h_prev_offset)."""
+    from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
+    if from_y:
+        return ptr(y, hoff + j0)
+    return ptr(h0, hoff + j0)
+
+
+@njit(inline="always", **_JIT)
 def _pack_column_panels(m, q0, q1, bp):
     """bp[q, k, i] = m[k, q·W + i] (0 past m's columns) for the panels q0..q1 of bp (NQ, K, W):
     `_tile.pack_columns` in compiled code, run by the parts over their own panels."""
@@ -613,11 +622,7 @@ def _backward_rows(T, B, H, t, j0, n, G, g_r, g_z, g_n, g_hn, y, h0, HS0, length
                 zero_n(ptr(dgi3, gr + g * H + j0), n)
                 zero_n(ptr(dgh, gr + g * H + j0), n)
             continue
-        from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
-        if from_y:
-            hp = ptr(y, hoff + j0)
-        else:
-            hp = ptr(h0, hoff + j0)
+        hp = _h_prev_ptr(y, h0, T, B, H, HS0, lengths, reverse, t, b, j0)
         go = (t * B + b) * H + j0
         _backward_units(ptr(g_r, go), ptr(g_z, go), ptr(g_n, go), ptr(g_hn, go),
                         hp, ptr(dy, go), ptr(dh, b * HS + j0), ptr(dgi3, gr + j0),
@@ -749,11 +754,7 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
             for b in range(B):
                 if t >= lengths[b]:
                     continue
-                from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
-                if from_y:
-                    hp = ptr(yf, hoff + j0)
-                else:
-                    hp = ptr(h0f, hoff + j0)
+                hp = _h_prev_ptr(yf, h0f, T, B, H, HS0, lengths, reverse, t, b, j0)
                 d_rh = ptr(dprodf, b * DP + j0)
                 rr = ptr(grf, (t * B + b) * H + j0)
                 dgr = ptr(dgi, b * G + j0)
@@ -777,11 +778,7 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
         for b in range(B):
             row = rows + b
             copy_n(ptr(xsp, row * Ip), ptr(xf, (t * B + b) * I), I)
-            from_y, hoff = _h_prev_offset(T, B, H, HS0, lengths, reverse, t, b)
-            if from_y:
-                hp = ptr(yf, hoff)
-            else:
-                hp = ptr(h0f, hoff)
+            hp = _h_prev_ptr(yf, h0f, T, B, H, HS0, lengths, reverse, t, b, 0)
             copy_n(ptr(hsp, row * Hq), hp, H)
             if hid is not None:
                 hidb = ptr(hid, hid_off + row * Hq)
