@@ -6,20 +6,32 @@ array: each thread adds 1 (a sequentially consistent atomic, so its stores to th
 are visible to the others once they see the count) and waits until the count reaches
 P·(number of barriers passed); `arrive` and `wait` are its two halves, so that a part can do
 work between them that needs nothing the others write in that step. Waiting spins with the
-CPU's pause hint, then yields the core (sched_yield) after 1000 hints (tens of µs), so an
-oversubscribed machine slows down instead of stalling.
+CPU's pause hint for about _SPINS_BEFORE_SLEEP hints (tens of µs: a partner that is merely a
+little behind arrives within them, and no system call is made), then sleeps on the count with
+a futex (Linux) until a part arrives; elsewhere it yields the core (sched_yield) instead.
+
+Why sleep rather than yield: when another pool in the process spins on a core (ONNX Runtime's
+workers after a call, an OpenMP pool), the partner part shares that core with the spinner and
+falls behind while this part waits. A yield keeps this core busy, so nothing moves; a sleeping
+part leaves its core idle, the kernel's idle balancing moves a runnable thread there (the
+partner, or the spinner away from it), and the partner's arrival wakes this part. A part that
+arrives while some part sleeps (ctrl[2], the sleepers) wakes them: one system call, only then.
 
 No Numba threading layer is involved (its OpenMP pool spins against BLAS's threads, and its
 workqueue pool aborts on concurrent callers). The parts run on plain Python threads of a small
 pool here, each inside a compiled `nogil` function; one caller at a time owns the pool, and a
 concurrent caller runs its recurrence on its own thread (same kernel, same results).
 
-ctrl (int64 array, length CTRL_SIZE): [0] the barrier count, [1] abort flag (a part that
-failed to start sets it; the others leave their barriers and return False).
+ctrl (int64 array, length CTRL_SIZE): [0] the barrier count (its low 32 bits are the futex
+word), [1] abort flag (a part that failed to start sets it; the others leave their barriers
+and return False; a sleeper sees it within _SLEEP_NS), [2] parts asleep in `wait`, [3] a
+sleeper's timeout in ns (0: _SLEEP_NS; the tests lengthen it to show that an arrival, not the
+timeout, wakes a sleeper).
 """
 
 import os
 import platform
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,7 +45,8 @@ from numba.extending import intrinsic
 from ._jit import CACHE
 
 CTRL_SIZE = 8
-_SPINS_BEFORE_YIELD = 1000
+_SPINS_BEFORE_SLEEP = 1000
+_SLEEP_NS = 2_000_000  # a sleeper's timeout: it looks at the abort flag at least this often
 
 
 def _element_ptr(context, builder, arrty, arr, idx, idxty):
@@ -98,18 +111,80 @@ def cpu_relax(typingctx):
     return sig, codegen
 
 
+# futex(2) through libc's syscall(): its number on the architectures that have one (Linux only).
+_FUTEX_SYSCALL = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(_ARCH) \
+    if sys.platform.startswith("linux") else None
+_FUTEX_WAIT_PRIVATE = 0 | 128
+_FUTEX_WAKE_PRIVATE = 1 | 128
+
+
+def _futex_word(context, builder, arrty, arr, idx, idxty):
+    """An i32* to the low 32 bits of the int64 arr[idx] (the futex word)."""
+    ptr = _element_ptr(context, builder, arrty, arr, idx, idxty)
+    word = builder.bitcast(ptr, ir.IntType(32).as_pointer())
+    if sys.byteorder == "big":
+        word = builder.gep(word, [ir.Constant(ir.IntType(32), 1)])
+    return word
+
+
+def _syscall(builder, args):
+    i64 = ir.IntType(64)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(i64, [i64], var_arg=True), "syscall")
+    return builder.call(fn, args)
+
+
 @intrinsic
-def yield_core(typingctx):
-    """sched_yield(): give the core to another runnable thread (POSIX; a pause elsewhere)."""
-    sig = types.void()
+def futex_sleep(typingctx, arr, idx, seen, timeout_ns):
+    """Sleep while the low 32 bits of arr[idx] still equal those of `seen`, at most timeout_ns
+    (futex FUTEX_WAIT; returns at once when the word differs, and may return early). Without
+    futex: one sched_yield."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, idx, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):
-        if os.name == "posix":
+        i64 = ir.IntType(64)
+        if _FUTEX_SYSCALL is None:
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
             builder.call(fn, [])
-        else:
-            _emit_pause(builder)
+            return context.get_dummy_value()
+        word = _futex_word(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1])
+        ts_ty = ir.LiteralStructType([i64, i64])  # struct timespec {tv_sec, tv_nsec}
+        ts = cgutils.alloca_once(builder, ts_ty)
+        billion = ir.Constant(i64, 1_000_000_000)
+        field = [ir.Constant(ir.IntType(32), 0)]
+        builder.store(builder.sdiv(args[3], billion),
+                      builder.gep(ts, field + [ir.Constant(ir.IntType(32), 0)]))
+        builder.store(builder.srem(args[3], billion),
+                      builder.gep(ts, field + [ir.Constant(ir.IntType(32), 1)]))
+        low = builder.zext(builder.trunc(args[2], ir.IntType(32)), i64)
+        _syscall(builder, [ir.Constant(i64, _FUTEX_SYSCALL), builder.ptrtoint(word, i64),
+                           ir.Constant(i64, _FUTEX_WAIT_PRIVATE), low,
+                           builder.ptrtoint(ts, i64), ir.Constant(i64, 0), ir.Constant(i64, 0)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def futex_wake_all(typingctx, arr, idx):
+    """Wake every thread asleep on the low 32 bits of arr[idx] (futex FUTEX_WAKE); nothing
+    without futex."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        if _FUTEX_SYSCALL is not None:
+            i64 = ir.IntType(64)
+            word = _futex_word(context, builder, signature.args[0], args[0], args[1],
+                               signature.args[1])
+            _syscall(builder, [ir.Constant(i64, _FUTEX_SYSCALL), builder.ptrtoint(word, i64),
+                               ir.Constant(i64, _FUTEX_WAKE_PRIVATE),
+                               ir.Constant(i64, 0x7FFFFFFF)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -120,6 +195,10 @@ def arrive(ctrl, P):
     """The first half of a barrier: this part's writes so far are published to the others."""
     if P > 1:
         atomic_add(ctrl, 0, 1)
+        # A sleeper incremented ctrl[2] before reading the count (both sequentially
+        # consistent), so either it sees this arrival or this load sees it.
+        if atomic_load(ctrl, 2) != 0:
+            futex_wake_all(ctrl, 0)
 
 
 @njit(inline="always", cache=CACHE)
@@ -136,10 +215,15 @@ def wait(ctrl, P, n):
         if atomic_load(ctrl, 1) != 0:
             return False
         spins += 1
-        if spins < _SPINS_BEFORE_YIELD:
+        if spins < _SPINS_BEFORE_SLEEP:
             cpu_relax()
-        else:
-            yield_core()
+            continue
+        atomic_add(ctrl, 2, 1)
+        seen = atomic_load(ctrl, 0)
+        if seen < target and atomic_load(ctrl, 1) == 0:
+            timeout = ctrl[3]
+            futex_sleep(ctrl, 0, seen, timeout if timeout > 0 else _SLEEP_NS)
+        atomic_add(ctrl, 2, -1)
     return True
 
 

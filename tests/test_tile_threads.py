@@ -162,6 +162,35 @@ def test_a_part_that_fails_releases_the_others_and_raises():
     assert errors and "part 1 could not start" in str(errors[0])
 
 
+@njit(nogil=True)
+def _late_partner(p, P, ctrl, out, steps):
+    """Part 0 gets a sleep timeout of a minute; at every step part 1 arrives only once part 0
+    has gone to sleep, so each barrier completes only if the arrival wakes the sleeper."""
+    if p == 0:
+        ctrl[3] = 60_000_000_000
+    for s in range(steps):
+        if p == 1:
+            while _sync.atomic_load(ctrl, 2) == 0:
+                _sync.cpu_relax()
+        out[p, s] = s
+        if not _sync.barrier(ctrl, P, s + 1):
+            return False
+        if out[1 - p, s] != s:
+            out[p, s] = -1
+    return True
+
+
+@pytest.mark.skipif(_sync._FUTEX_SYSCALL is None, reason="no futex on this system: waits yield")
+def test_a_sleeping_part_is_woken_by_the_arrival():
+    steps = 50
+    out = np.full((2, steps), -5, np.int64)
+    t = threading.Thread(target=_sync.run_parts, args=(_late_partner, 2, (out, steps)))
+    t.start()
+    t.join(timeout=30)  # 50 timeouts would take 50 minutes: only wake-ups can finish in time
+    assert not t.is_alive(), "a part asleep at the barrier was not woken by its partner"
+    assert np.array_equal(out, np.tile(np.arange(steps), (2, 1)))
+
+
 def test_busy_pool_runs_the_whole_pass_in_one_part():
     out = np.zeros((1, 50), np.int64)
     with _sync._BUSY:  # another call owns the pool: this one runs on its own thread
