@@ -5,9 +5,10 @@ of unequal lengths. Multivariate and unequal-length capable (aeon's capability t
 
 The same model and training as numgru.sklearn (a GRU, then a Linear head on each series' last
 valid step; standardised channels; a held-out validation split with early stopping and best-epoch
-restore), with the same hyper-parameters as constructor arguments. Needs aeon
-(`pip install 'numgru[aeon]'`, see the README for aeon's numba pin); `import numgru` does not
-import it.
+restore), with the same hyper-parameters as constructor arguments. Needs aeon, in two steps
+because aeon 1.6.0 declares numba<0.64 (README, "scikit-learn and aeon estimators"):
+`pip install 'numgru[aeon]'` (aeon's dependencies), then `pip install --no-deps aeon==1.6.0`.
+`import numgru` does not import it.
 """
 
 import numpy as np
@@ -16,8 +17,9 @@ try:
     from aeon.classification.base import BaseClassifier
     from aeon.regression.base import BaseRegressor
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("numgru.aeon needs aeon: pip install 'numgru[aeon]' (see numgru's README "
-                      "for installing aeon beside a newer numba)") from e
+    raise ImportError("numgru.aeon needs aeon: pip install 'numgru[aeon]', then pip install "
+                      "--no-deps aeon==1.6.0 (aeon declares numba<0.64; see numgru's README)") \
+        from e
 
 from . import _fitting
 from .data import pad_sequences

@@ -1,8 +1,10 @@
-"""The command line's test files and defaults (`numgru train X_TRAIN.ts` picks X_TEST.ts, --test,
-validation split with early stopping when no --epochs is given) and `numgru export`, whose ONNX
-file ONNX Runtime runs on the raw data to the run's own predictions."""
+"""The command line's test files and defaults (`numgru train X_TRAIN.ts` picks X_TEST.ts, and
+X_TRAIN.ts.gz X_TEST.ts.gz; --test; validation split with early stopping when no --epochs is given)
+and `numgru export`, whose ONNX file ONNX Runtime runs on the raw data to the run's own
+predictions."""
 
 import csv
+import gzip
 import json
 
 import numpy as np
@@ -77,6 +79,38 @@ def test_sibling_test_file_and_explicit_test(tmp_path, rng, capsys):
     assert main(["train", "japanese_vowels", "--test", str(tmp_path / "bad.ts"), "--epochs", "1",
                  "--no-progress", "--out", str(tmp_path / "r5")]) == 2
     assert "brings its own test split" in capsys.readouterr().err
+
+
+def _gzip(path):
+    """path.gz beside path, path removed."""
+    gz = path.with_name(path.name + ".gz")
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return gz
+
+
+def test_sibling_test_file_gzipped(tmp_path, rng, capsys):
+    """X_TRAIN.ts.gz picks X_TEST.ts.gz (the archive's naming, compressed), not a plain X_TEST.ts
+    of other content beside it; x_train.ts.gz picks x_test.ts.gz."""
+    X, L, y = _toy(rng, 30)
+    Xt, Lt, yt = _toy(rng, 12)
+    _write_ts(tmp_path / "Toy_TRAIN.ts", X, L, y, ["neg", "pos"])
+    _write_ts(tmp_path / "Toy_TEST.ts", Xt, Lt, yt, ["neg", "pos"])
+    train_gz, test_gz = _gzip(tmp_path / "Toy_TRAIN.ts"), _gzip(tmp_path / "Toy_TEST.ts")
+    _write_ts(tmp_path / "Toy_TEST.ts", Xt[:5], Lt[:5], yt[:5], ["neg", "pos"])  # a decoy
+    assert main(["train", str(train_gz), "--epochs", "1", "--hidden", "3", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert f"testing on {test_gz}, the _TEST file beside {train_gz}" in out
+    assert "30 training sequences, 12 test" in out
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["n"] == 12
+    lower_train = train_gz.rename(tmp_path / "toy_train.ts.gz")
+    lower_test = test_gz.rename(tmp_path / "toy_test.ts.gz")
+    assert main(["train", str(lower_train), "--epochs", "1", "--hidden", "3", "--no-progress",
+                 "--out", str(tmp_path / "run2")]) == 0
+    out = capsys.readouterr().out
+    assert f"testing on {lower_test}, the _TEST file beside {lower_train}" in out
+    assert "30 training sequences, 12 test" in out
 
 
 def test_default_training_validation_and_early_stopping(tmp_path, rng, capsys):

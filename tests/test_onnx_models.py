@@ -143,6 +143,45 @@ def test_export_float64_and_no_bias(tmp_path, rng):
     assert_close("y", y_ort, gru(x32)[0], TOL)
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_float64_export_runs_in_onnx_reference_evaluator(tmp_path, rng, reset_after):
+    """What a float64 file computes, run by onnx's reference evaluator (NumPy, float64, ONNX's own
+    GRU equations) and compared with numgru's NumPy reference (device="numpy"), not with the
+    exported CPU model: TOL64 as test_torch.py's float64 rule. The evaluator ignores a GRU node's
+    sequence_lens, so every sequence here runs the full T steps (the lengths input still feeds
+    the graph's last-valid-step gather)."""
+    from onnx.reference import ReferenceEvaluator
+    TOL64 = 1e-12
+    I, H, O, B, T = 3, 4, 2, 3, 5
+    args = dict(num_layers=2, bidirectional=True, reset_after=reset_after, dtype="float64")
+    model = ng.GRUModel(I, H, O, device="cpu", seed=1, **args)
+    ref = ng.GRUModel(I, H, O, device="numpy", **args)
+    ref.load_state_dict(model.state_dict())
+    x = rng.standard_normal((B, T, I))
+    h0 = rng.standard_normal((4, B, H))
+    lengths = np.full(B, T, np.int64)
+    ng.export_onnx(model, tmp_path / "m64.onnx", lengths=True, h0=True)
+    proto = onnx.load(tmp_path / "m64.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    out, h_n = ReferenceEvaluator(proto).run(None, {"x": x, "lengths": lengths, "h0": h0})
+    want, want_h = ref.forward(x, lengths=lengths, h0=h0, return_state=True)
+    assert out.dtype == np.float64 and h_n.dtype == np.float64
+    assert_close("out", out, want, TOL64)
+    assert_close("h_n", h_n, want_h, TOL64)
+    # A layer on its own, time-major, without lengths or h0: y at every step.
+    gru = ng.GRU(I, H, reset_after=reset_after, batch_first=False, dtype="float64", device="cpu",
+                 seed=2)
+    ref_gru = ng.GRU(I, H, reset_after=reset_after, batch_first=False, dtype="float64",
+                     device="numpy")
+    ref_gru.load_state_dict(gru.state_dict())
+    ng.export_onnx(gru, tmp_path / "g64.onnx")
+    xt = rng.standard_normal((T, B, I))
+    y, h_n = ReferenceEvaluator(onnx.load(tmp_path / "g64.onnx")).run(None, {"x": xt})
+    want_y, want_h = ref_gru(xt)
+    assert_close("y", y, want_y, TOL64)
+    assert_close("h_n", h_n, want_h, TOL64)
+
+
 def test_export_is_atomic_and_checks_its_arguments(tmp_path):
     gru = ng.GRU(2, 3, device="cpu", seed=0)
     path = tmp_path / "g.onnx"

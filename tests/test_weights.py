@@ -3,7 +3,6 @@ PyTorch (safetensors.torch writes and reads the same files), and the refusals (n
 bfloat16, wrong file kinds). Outputs are compared with test_torch.py's float32 tolerance."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -118,12 +117,3 @@ def test_refusals(tmp_path, monkeypatch):
     ng.save_weights(model, tmp_path / "w.npz")
     assert not os.path.exists(tmp_path / "w.safetensors")
 
-
-def test_import_numgru_stays_light():
-    """`import numgru` pulls in none of the optional packages (nor the test oracles)."""
-    code = ("import sys, numgru, numgru.weights, numgru.onnx_io; "
-            "print(sorted(m for m in ('safetensors', 'onnx', 'onnxruntime', 'torch', 'sklearn', "
-            "'aeon', 'pandas', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
