@@ -241,15 +241,21 @@ def report(results):
     one2, one1, two = (runs["1 process, 2 threads"], runs["1 process, 1 thread"],
                        runs["2 ranks, 1 thread each"])
     sizes = list(one1["modes"]["plain"])
-    print("| size | params | 1 proc 2 thr ms | 1 proc 1 thr ms | 2 ranks ms | compute | small "
-          "allreduce (+wait) | grad allreduce | rest | 2 ranks vs 1 proc 2 thr |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    # One row per run: its step and the step's split (one process has no Allreduce: "-").
+    print("| size | params | run | ms per step | compute | small allreduce (+wait) | "
+          "grad allreduce | rest | against 1 proc 2 thr |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ms = lambda v: f"{1e3 * v:.3g}"  # noqa: E731
     for s in sizes:
-        a, b, c = (one2["modes"]["plain"][s], one1["modes"]["plain"][s], two["modes"]["dp"][s])
-        ms = lambda v: f"{1e3 * v:.3g}"  # noqa: E731
-        print(f"| {s} | {c['parameters']} | {ms(a['total'])} | {ms(b['total'])} | "
-              f"{ms(c['total'])} | {ms(c['compute'])} | {ms(c['small_allreduce'])} | "
-              f"{ms(c['grad_allreduce'])} | {ms(c['rest'])} | {a['total'] / c['total']:.2f}x |")
+        a = one2["modes"]["plain"][s]
+        for name, row, mpi in (("1 proc, 2 thr", a, False),
+                               ("1 proc, 1 thr", one1["modes"]["plain"][s], False),
+                               ("2 ranks, 1 thr each", two["modes"]["dp"][s], True)):
+            reduce = [ms(row["small_allreduce"]), ms(row["grad_allreduce"])] if mpi else \
+                ["-", "-"]
+            print(f"| {s} | {row['parameters']} | {name} | {ms(row['total'])} | "
+                  f"{ms(row['compute'])} | {' | '.join(reduce)} | {ms(row['rest'])} | "
+                  f"{a['total'] / row['total']:.2f}x |")
     print("\nDeterministic mode (chunks of 1 and 4 rows), ms per step and ratio to the plain step "
           "with the same ranks:\n")
     print("| size | 1 proc plain | det1 | det4 | 2 ranks plain | det1 | det4 |")

@@ -23,7 +23,10 @@ loads it (nor initialises MPI).
 
 import math
 import os
+import select
 import sys
+import time
+import traceback
 import zlib
 
 import numpy as np
@@ -202,17 +205,85 @@ class Group:
             self.check(error, what)
         self.abort(error, what)
 
-    def abort(self, error, what=None):
-        """End the whole MPI job (MPI_Abort) after saying which rank failed and why."""
+    def abort(self, error, what=None, details=None):
+        """End the whole MPI job (MPI_Abort) after saying which rank failed and why.
+
+        The launcher reads each rank's output through a pipe and forwards it; MPI_Abort makes it
+        end every process, and what it has not read by then is lost. So the one line naming the
+        rank and the error goes first, in one write (a pipe passes a write of up to PIPE_BUF
+        bytes whole), then `details()` (more output, such as the traceback), then everything is
+        flushed and the rank pauses ABORT_PAUSE_S for the launcher to pass it on."""
         if self.size <= 1 or not self.is_mpi:
             return
+        _flush_output()  # what was printed before comes before the line
         where = f" while {what}" if what else ""
-        sys.stderr.write(f"numgru: rank {self.rank} of {self.size} raised "
-                         f"{type(error).__name__}: {error}{where}; aborting the MPI job so that "
-                         f"no rank waits for it\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
+        _write_line(f"numgru: rank {self.rank} of {self.size} raised ",
+                    f"{type(error).__name__}: {error}",
+                    f"{where}; aborting the MPI job so that no rank waits for it\n")
+        if details is not None:
+            try:
+                details()
+            except Exception:  # the line above has said what matters
+                pass
+        _flush_output()
+        time.sleep(ABORT_PAUSE_S)
         self.comm.Abort(1)
+        # MPICH's MPI_Abort may return once it has asked the launcher to end the job: this
+        # rank must not go on (print its traceback again, or run into a collective).
+        os._exit(1)
+
+
+# Seconds a rank that aborts the job waits between its message and MPI_Abort, for the launcher
+# to read the message and pass it on (without it, a loaded machine lost the message now and then);
+# bounded, so that a failing job still ends at once.
+ABORT_PAUSE_S = 0.5
+# The longest line written in one write: a pipe's PIPE_BUF (POSIX's least, 512, where the system
+# does not say), so that the line is not split into pieces that other output or the abort might
+# come between.
+_ONE_WRITE = getattr(select, "PIPE_BUF", 512)
+
+
+def _write_line(head, text, tail):
+    """head + text + tail on stderr in one write (to its file descriptor where it has one),
+    `text` cut short with "..." where the whole would not fit in _ONE_WRITE bytes."""
+    line = head + text + tail
+    data = line.encode("utf-8", "backslashreplace")
+    if len(data) > _ONE_WRITE:
+        room = _ONE_WRITE - len((head + tail).encode("utf-8", "backslashreplace")) - 3
+        cut = text.encode("utf-8", "backslashreplace")[:max(room, 0)]
+        line = head + cut.decode("utf-8", "ignore") + "..." + tail
+        data = line.encode("utf-8", "backslashreplace")
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        fd = None
+    if fd is not None:
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            return
+        except OSError:
+            pass
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _flush_output():
+    """Flush Python's stdout and stderr (the current ones and the originals), then their file
+    descriptors where they are files (a pipe or a terminal has nothing to sync)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    for fd in (1, 2):
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
 
 
 _CHECK_SIZE = 8
@@ -288,7 +359,8 @@ def collective(method):
             what = f"in Trainer.{method.__name__}"
             if group.collectives == before and isinstance(e, Exception):
                 group.check(e, what)  # raises on every rank
-            group.abort(e, what)
+            group.abort(e, what, details=lambda: traceback.print_exception(
+                type(e), e, e.__traceback__))
             raise
     return wrapper
 
@@ -335,9 +407,13 @@ def _install_abort_hook(group):
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
-        if not getattr(value, "all_ranks", False):
-            group.abort(value, "running outside numgru (an unhandled exception)")
+        if getattr(value, "all_ranks", False):
+            previous(kind, value, tb)
+            return
+        # The line naming the rank first, then Python's traceback (abort writes them in that
+        # order, so that a traceback cut short by the abort cannot take the line with it).
+        group.abort(value, "running outside numgru (an unhandled exception)",
+                    details=lambda: previous(kind, value, tb))
 
     sys.excepthook = hook
     _HOOKED.append(hook)

@@ -23,6 +23,10 @@ CASES = {
                    T=6, opt=("adam", 0.02), clip=0.5, metrics=["rmse", "mae"], val=9),
     "ce_seq_l2": dict(dtype="float64", layers=2, head="sequence", loss="cross_entropy", I=3, H=4,
                       O=3, N=17, B=5, T=7, opt=("sgd", 0.3), dropout=0.3, val=6),
+    "mse_seq_l2": dict(dtype="float64", layers=2, head="sequence", loss="mse", I=2, H=3, O=2,
+                       N=11, B=5, T=5, opt=("adam", 0.02), clip=0.5, metrics=["mae"], val=4),
+    "ce_l1": dict(dtype="float64", layers=1, head="last", loss="cross_entropy", I=3, H=4, O=3,
+                  N=13, B=5, T=6, opt=("sgd", 0.2), metrics=["accuracy"]),
     "ce_last_l2_bi": dict(dtype="float64", layers=2, head="last", loss="cross_entropy", I=2, H=4,
                           O=3, N=10, B=4, T=5, opt=("adamw", 0.03), bidirectional=True),
     "mse_l1_f32": dict(dtype="float32", layers=1, head="last", loss="mse", I=3, H=5, O=2, N=23,
@@ -31,6 +35,7 @@ CASES = {
                           H=4, O=3, N=17, B=5, T=7, opt=("sgd", 0.3), dropout=0.3, val=6),
 }
 EPOCHS = 3
+SEED = 11  # the models' seed (weights and dropout), on every rank unless a test says otherwise
 # The device path (parameters, gradients and moments in device arrays, staged through the host
 # for MPI), under Numba's CUDA simulator: a tiny problem, since the simulator is slow.
 #   NUMBA_ENABLE_CUDASIM=1 mpiexec -n 2 python tests/mpi_cases.py OUT.npz DIR cuda/cuda_seq
@@ -62,12 +67,12 @@ def data(name, seed=0):
 
 
 def build(name, distributed=False, deterministic=False, optimizer=None, dropout=None,
-          device="cpu"):
+          device="cpu", seed=SEED):
     c = {**CASES, **CUDA_CASES}[name]
     model = ng.GRUModel(c["I"], c["H"], c["O"], num_layers=c["layers"], head=c["head"],
                         bidirectional=c.get("bidirectional", False),
                         dropout=c.get("dropout", 0.0) if dropout is None else dropout,
-                        dtype=c["dtype"], device=device, seed=11)
+                        dtype=c["dtype"], device=device, seed=seed)
     kind, lr = optimizer or c["opt"]
     opt = {"adam": lambda: ng.Adam(model, lr=lr),
            "adamw": lambda: ng.AdamW(model, lr=lr, weight_decay=0.1),
@@ -79,15 +84,20 @@ def build(name, distributed=False, deterministic=False, optimizer=None, dropout=
 
 
 def fit(name, distributed=False, deterministic=False, epochs=EPOCHS, checkpoint=None,
-        resume=False, device="cpu"):
-    """{"loss", other history values..., "params"}: the history of a fit and its final weights."""
+        resume=False, device="cpu", seed=SEED, start=False):
+    """{"loss", other history values..., "params"}: the history of a fit and its final weights;
+    with `start`, also "start": the weights of the model once the Trainer is made, before
+    training (rank 0's on every rank, in data-parallel training)."""
     X, y, lengths, val = data(name)
-    model, trainer = build(name, distributed, deterministic, device=device)
+    model, trainer = build(name, distributed, deterministic, device=device, seed=seed)
+    weights0 = model.get_flat_params()
     batch = {**CASES, **CUDA_CASES}[name]["B"]
     history = trainer.fit(X, y, lengths=lengths, epochs=epochs, batch_size=batch,
                           validation_data=val, seed=5, checkpoint=checkpoint, resume=resume)
     out = {k: np.asarray(v, np.float64) for k, v in history.items() if k not in ("time", "epoch")}
     out["params"] = model.get_flat_params()
+    if start:
+        out["start"] = weights0
     return out
 
 
@@ -206,6 +216,11 @@ def main(argv):
             res = fit(name, True, deterministic=kind == "cudadet", epochs=1, device="cuda")
         elif kind == "grad":
             res = one_step(name, True)
+        elif kind == "seeds":  # each rank builds its model with a seed of its own
+            res = fit(name, True, seed=SEED + comm.rank, start=True)
+            for key in ("start", "params"):  # every rank's, in rank order (rank 0 saves them)
+                gathered = comm.gather(res[key], root=0)
+                res[key] = np.stack(gathered) if comm.rank == 0 else None
         elif kind in ("resume_write", "resume_read", "detresume_write", "detresume_read"):
             det = 1 if kind.startswith("det") else False
             path = os.path.join(ckdir, f"{kind.split('_')[0]}_{name}.npz")
