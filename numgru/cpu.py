@@ -44,12 +44,13 @@ import time
 import numpy as np
 from numba import njit
 
+from . import _precompile
 from ._jit import CACHE
 
 from ._cache import GRUCache
 from ._mathfn import sigmoid, tanh
 from ._plan import _SURE_SERIAL, plan
-from ._sync import arrive, barrier, max_threads, run_parts, wait
+from ._sync import CTRL_SIZE, arrive, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
 
@@ -358,6 +359,9 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     T, B, I = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    if train:  # a backward pass follows: have it compiled meanwhile where that is needed
+        _precompile.start(_backward_key(dtype, reset_after), _backward_part,
+                          lambda: _backward_signature(dtype, reset_after), dtype, (2, 3))
     VL = vector_length(dtype)
     NB = -(-H // VL)
     Hs = padded_stride(NB * VL, dtype.itemsize)
@@ -826,8 +830,9 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
     return True
 
 
-def backward(cache, dy, dh_n):
-    """BPTT for `forward(..., train=True)`: returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+def _backward_call(cache, dy, dh_n, fns):
+    """(P, trial, the arguments of _backward_part after p, P, ctrl; the outputs (dx, dh, dw_ih,
+    dw_hh, db_ih, db_hh) those arguments write) for `backward`; fns from `tile_functions`."""
     x, y, w_ih, w_hh = cache.x, cache.y, cache.w_ih, cache.w_hh
     T, B, H = y.shape
     I = x.shape[2]
@@ -861,16 +866,49 @@ def backward(cache, dy, dh_n):
     dw_hh = np.empty(w_hh.shape, dtype)
     db_ih = np.empty(w_ih.shape[0], dtype)
     db_hh = np.empty(w_ih.shape[0], dtype)
-    _run_pass(_backward_part, P, trial, T, (
-        tile_functions(dtype, (2, 3)), x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih, np.empty((NB, 3 * H, PW), dtype),
-        np.empty((NQ, 3 * H, W), dtype), cache.lengths, cache.reverse, dy, dh,
-        np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx, dw_ih, dw_hh, db_ih, db_hh,
-        np.empty((P, 3 * nmax, RC), dtype), np.empty((P, RC, Ip), dtype),
-        np.empty((P, RC, Hq), dtype), np.empty((P, 3 * nmax, Ip), dtype),
-        np.empty((P, 3 * nmax, Hq), dtype), np.empty((P, 3 * nmax, Ip), np.float64),
-        np.empty((P, 3 * nmax, Hq), np.float64), np.empty((P, 3 * nmax), np.float64),
-        np.empty((P, nmax), np.float64),
+    args = (
+        fns, x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih,
+        np.empty((NB, 3 * H, PW), dtype), np.empty((NQ, 3 * H, W), dtype), cache.lengths,
+        cache.reverse, dy, dh, np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx,
+        dw_ih, dw_hh, db_ih, db_hh, np.empty((P, 3 * nmax, RC), dtype),
+        np.empty((P, RC, Ip), dtype), np.empty((P, RC, Hq), dtype),
+        np.empty((P, 3 * nmax, Ip), dtype), np.empty((P, 3 * nmax, Hq), dtype),
+        np.empty((P, 3 * nmax, Ip), np.float64), np.empty((P, 3 * nmax, Hq), np.float64),
+        np.empty((P, 3 * nmax), np.float64), np.empty((P, nmax), np.float64),
         np.empty((3, B, G), dtype) if reset_after else None,
         np.empty((P, nmax, RC), dtype) if reset_after else None,
-        None if reset_after else np.empty((P, RC, Hq), dtype)))
+        None if reset_after else np.empty((P, RC, Hq), dtype))
+    return P, trial, args, (dx, dh, dw_ih, dw_hh, db_ih, db_hh)
+
+
+def backward(cache, dy, dh_n):
+    """BPTT for `forward(..., train=True)`: returns (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    T, B, H = cache.y.shape
+    I = cache.x.shape[2]
+    _precompile.wait(_backward_key(cache.x.dtype, cache.reset_after))
+    P, trial, args, (dx, dh, dw_ih, dw_hh, db_ih, db_hh) = _backward_call(
+        cache, dy, dh_n, tile_functions(cache.x.dtype, (2, 3)))
+    _run_pass(_backward_part, P, trial, T, args)
     return dx[:, :I].reshape(T, B, I), np.ascontiguousarray(dh[:, :H]), dw_ih, dw_hh, db_ih, db_hh
+
+
+def _backward_key(dtype, reset_after):
+    return f"backward/{np.dtype(dtype).name}/{'after' if reset_after else 'before'}"
+
+
+def _backward_signature(dtype, reset_after):
+    """The argument types of _backward_part for this dtype and variant (a 1-unit stand-in call
+    has the same types as any other)."""
+    dtype = np.dtype(dtype)
+    one = np.zeros((1, 1, 1), dtype)
+    w = np.zeros((3, 1), dtype)
+    gates = np.zeros((4, 1, 1, 1), dtype)
+    stand_in = GRUCache(x=one, h_prev=None, gates=gates, hn=None, w_ih=w, w_hh=w,
+                        lengths=np.ones(1, np.int64), reverse=False, reset_after=reset_after,
+                        y=one, h0=np.zeros((1, 1), dtype))
+    fns = np.zeros(4, np.int64)
+    fns.flags.writeable = False  # as tile_functions' table
+    args = _backward_call(stand_in, one, np.zeros((1, 1), dtype), fns)[2]
+    typeof = _backward_part.typeof_pyval
+    return (typeof(0), typeof(1), typeof(np.zeros(CTRL_SIZE, np.int64))) + tuple(
+        typeof(a) for a in args)
