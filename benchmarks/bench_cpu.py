@@ -242,9 +242,9 @@ def interference(names, repeat, torch, ort, threads):
     torch (its OpenMP pool) running between numgru's calls in the same process."""
     import numgru as ng
     print("interference: numgru's inference time, alone and with another pool's call before "
-          "each of its calls (median ms; ratio to alone)")
+          "each of its calls (median ms; ratio to alone), and torch's GRU alone and after ORT")
     print(f"{'size':10s} {'alone':>9s} {'after ORT':>9s} {'ratio':>6s} {'after torch':>11s} "
-          f"{'ratio':>6s}")
+          f"{'ratio':>6s} {'torch alone':>11s} {'after ORT':>9s} {'ratio':>6s}")
     out = {}
     for name in names:
         B, T, I, H, L = SIZES[name]
@@ -256,12 +256,12 @@ def interference(names, repeat, torch, ort, threads):
         gru(x)
         sess.run(None, {xname: x})
 
-        def after(other):
+        def after(other, call):
             times = []
             for _ in range(max(repeat, 10)):
                 other()
                 t0 = time.perf_counter()
-                gru(x)
+                call()
                 times.append(time.perf_counter() - t0)
             return statistics.median(times)
 
@@ -269,13 +269,26 @@ def interference(names, repeat, torch, ort, threads):
             with torch.no_grad():
                 tgru(xt)
 
-        alone = median_time(lambda: gru(x), repeat)
-        t_ort = after(lambda: sess.run(None, {xname: x}))
-        t_torch = after(torch_call)
-        alone = min(alone, median_time(lambda: gru(x), repeat))
-        out[name] = {"alone_s": alone, "after_ort_s": t_ort, "after_torch_s": t_torch}
+        def ort_call():
+            sess.run(None, {xname: x})
+
+        def numgru_call():
+            gru(x)
+
+        torch_call()
+        alone = median_time(numgru_call, repeat)
+        t_ort = after(ort_call, numgru_call)
+        t_torch = after(torch_call, numgru_call)
+        alone = min(alone, median_time(numgru_call, repeat))
+        # The same for torch's own GRU, as a yardstick: what any engine with a thread per core
+        # loses to ONNX Runtime's spinning workers.
+        torch_alone = median_time(torch_call, repeat)
+        torch_after_ort = after(ort_call, torch_call)
+        out[name] = {"alone_s": alone, "after_ort_s": t_ort, "after_torch_s": t_torch,
+                     "torch_alone_s": torch_alone, "torch_after_ort_s": torch_after_ort}
         print(f"{name:10s} {alone * 1e3:9.3f} {t_ort * 1e3:9.3f} {t_ort / alone:6.2f} "
-              f"{t_torch * 1e3:11.3f} {t_torch / alone:6.2f}", flush=True)
+              f"{t_torch * 1e3:11.3f} {t_torch / alone:6.2f} {torch_alone * 1e3:11.3f} "
+              f"{torch_after_ort * 1e3:9.3f} {torch_after_ort / torch_alone:6.2f}", flush=True)
     return out
 
 

@@ -562,7 +562,7 @@ def _flush(c_ih, c_hh, acc_ih, acc_hh):
         c_hh[i] = 0
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)  # called once per chunk of rows: not inlined (compile time)
 def _weight_chunk(fns, K, n, RC, aT, aTn, aTn_off, xs, Ip, hs, hid, hid_off, Hq, c_ih, c_hh, acc_ih,
                   acc_hh, s_ih, s_hn, unflushed, VL):
     """The weight and bias gradients of one chunk of K rows for a part's n units (all flat):
