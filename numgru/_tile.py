@@ -13,7 +13,9 @@ Numba compiles for (`_target.PATH`): 64-byte vectors and R = 8 on AVX-512 (24 ac
 its 32 registers), 32-byte vectors and R = 4 on AVX2 with FMA (12 of 16), 16-byte vectors on the
 portable path (R = 4 with 16 registers, 8 with 32, as on aarch64), where `llvm.fmuladd` lets
 LLVM fuse the multiply-add only where the target has the instruction. Remainder rows take tiles
-of R/2, R/4, ..., 1.
+of R/2, R/4, ..., 1. A product of one or two rows (a batch-1 or batch-2 step) takes up to four
+panels side by side instead, so that its few accumulator chains do not each wait on the
+multiply-add's latency at every k.
 
 Summation order: every entry is one chain of multiply-adds over k = 0..K-1, whichever tile
 shape, k block, thread or partition computes it, so results do not depend on the number of
@@ -92,12 +94,14 @@ def _multiply_add(builder, vty, VL, bits):
 
 
 def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, ldb, K, C, c_off,
-               ldc, vstride, acc):
-    """LLVM IR for one R × (NV·VL) tile:
-    c[c_off + r·ldc + v·vstride + i] = Σ_k a[a_off + r·lda + k·ka] · bp[bp_off + k·ldb + v·VL + i]
-    for r < R, v < NV, i < VL, k < K; c is overwritten, or with acc added to (the chain of
-    fused multiply-adds starts from c's values). A, B, C are data pointers; offsets and strides
-    are int64 values, in elements."""
+               ldc, vstride, acc, NP=1, bp_step=None, c_step=None):
+    """LLVM IR for one R × (NP·NV·VL) tile, NP panels side by side:
+    c[c_off + r·ldc + p·c_step + v·vstride + i] =
+        Σ_k a[a_off + r·lda + k·ka] · bp[bp_off + p·bp_step + k·ldb + v·VL + i]
+    for r < R, p < NP, v < NV, i < VL, k < K; c is overwritten, or with acc added to (the chain
+    of fused multiply-adds starts from c's values). A, B, C are data pointers; offsets and strides
+    are int64 values, in elements. Several panels serve a single row (R = 1): its NV chains
+    alone would wait on the multiply-add's latency at every k."""
     bits = 32 if fty == ir.FloatType() else 64
     align = bits // 8
     vty = ir.VectorType(fty, VL)
@@ -110,36 +114,44 @@ def _emit_tile(context, builder, R, NV, VL, fty, A, a_off, lda, ka, B, bp_off, l
     # Accumulators as stack slots (LLVM's mem2reg turns them into registers): 0, or with acc
     # the tile's current values in c, so that a product split along k continues one chain of
     # fused multiply-adds (the same result as the unsplit product).
-    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(NV)] for _ in range(R)]
+    W = NP * NV  # vectors per row of the tile
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(W)] for _ in range(R)]
 
-    def c_ptr(r, v):
-        row = builder.add(c_off, builder.mul(ir.Constant(i64, r), ldc))
+    def panel_off(base, step, p):
+        return base if p == 0 else builder.add(base, builder.mul(ir.Constant(i64, p), step))
+
+    def c_ptr(r, w):
+        p, v = divmod(w, NV)
+        row = builder.add(panel_off(c_off, c_step, p), builder.mul(ir.Constant(i64, r), ldc))
         off = builder.add(row, builder.mul(ir.Constant(i64, v), vstride))
         return builder.bitcast(builder.gep(C, [off]), vty.as_pointer())
 
     with builder.if_then(acc):
         for r in range(R):
-            for v in range(NV):
-                builder.store(builder.load(c_ptr(r, v), align=align), accs[r][v])
+            for w in range(W):
+                builder.store(builder.load(c_ptr(r, w), align=align), accs[r][w])
     a_rows = [builder.add(a_off, builder.mul(ir.Constant(i64, r), lda)) for r in range(R)]
+    b_panels = [panel_off(bp_off, bp_step, p) for p in range(NP)]
     with cgutils.for_range(builder, K) as loop:
         k = loop.index
-        brow = builder.add(bp_off, builder.mul(k, ldb))
+        kb = builder.mul(k, ldb)
         a_k = builder.mul(k, ka)
         bvecs = []
-        for v in range(NV):
-            p = builder.gep(B, [builder.add(brow, ir.Constant(i64, v * VL))])
-            bvecs.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=align))
+        for p in range(NP):
+            brow = builder.add(b_panels[p], kb)
+            for v in range(NV):
+                ptr = builder.gep(B, [builder.add(brow, ir.Constant(i64, v * VL))])
+                bvecs.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align))
         for r in range(R):
             s = builder.load(builder.gep(A, [builder.add(a_rows[r], a_k)]))
             sv = builder.shuffle_vector(
                 builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat0)
-            for v in range(NV):
-                builder.store(builder.call(fma, [sv, bvecs[v], builder.load(accs[r][v])]),
-                              accs[r][v])
+            for w in range(W):
+                builder.store(builder.call(fma, [sv, bvecs[w], builder.load(accs[r][w])]),
+                              accs[r][w])
     for r in range(R):
-        for v in range(NV):
-            builder.store(builder.load(accs[r][v]), c_ptr(r, v), align=align)
+        for w in range(W):
+            builder.store(builder.load(accs[r][w]), c_ptr(r, w), align=align)
 
 
 def _data(context, builder, ty, value):
@@ -203,6 +215,55 @@ def _make_rows(NV):
 _rows1, _rows2, _rows3 = (_make_rows(nv) for nv in (1, 2, 3))
 
 
+def _row_panel_count(NV, R):
+    """Panels a tile of R = 1 or 2 rows takes side by side: enough independent chains to cover
+    the multiply-add's latency (4 or more cycles, 2 issued per cycle), at most half the vector
+    registers as accumulators."""
+    return max(1, min(4, (PATH.registers // 2) // (NV * R)))
+
+
+def _make_row_panels(NV, R):
+    """An intrinsic computing R (1 or 2) rows of _row_panel_count(NV, R) panel products at once:
+    rows a_off + r·lda of a (k at ka apart) times the panels at bp_off + p·bp_step into c at
+    c_off + r·ldc + p·c_step (see _emit_tile), every entry still one chain over k."""
+    NP = _row_panel_count(NV, R)
+
+    @intrinsic
+    def row_panels(typingctx, a, a_off, lda, ka, bp, bp_off, bp_step, ldb, K, c, c_off, c_step,
+                   ldc, vstride, acc):
+        if not all(isinstance(arr, (types.Array, types.CPointer)) for arr in (a, bp, c)):
+            return None
+        if a.dtype not in (types.float32, types.float64) or bp.dtype != a.dtype or \
+                c.dtype != a.dtype:
+            return None
+        intp = types.intp
+        sig = types.void(a, intp, intp, intp, bp, intp, intp, intp, intp, c, intp, intp, intp,
+                         intp, acc)
+
+        def codegen(context, builder, signature, args):
+            (a_v, a_off, lda, ka, bp_v, bp_off, bp_step, ldb, K, c_v, c_off, c_step, ldc,
+             vstride, acc) = args
+            tys = signature.args
+            fty = context.get_value_type(tys[0].dtype)
+            VL = _VECTOR_BYTES * 8 // tys[0].dtype.bitwidth
+            _emit_tile(context, builder, R, NV, VL, fty, _data(context, builder, tys[0], a_v),
+                       a_off, lda, ka, _data(context, builder, tys[4], bp_v), bp_off, ldb, K,
+                       _data(context, builder, tys[9], c_v), c_off, ldc, vstride,
+                       context.cast(builder, acc, tys[14], types.boolean),
+                       NP=NP, bp_step=bp_step, c_step=c_step)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return row_panels, NP
+
+
+(_one_row1, _NP1), (_one_row2, _NP2), (_one_row3, _NP3) = (
+    _make_row_panels(nv, 1) for nv in (1, 2, 3))
+(_two_rows1, _NP1_2), (_two_rows2, _NP2_2), (_two_rows3, _NP3_2) = (
+    _make_row_panels(nv, 2) for nv in (1, 2, 3))
+
+
 K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a product's row tiles
 
 
@@ -216,7 +277,18 @@ K_BLOCK = 128  # rows of a panel kept in L1 (128 · 64 bytes · nv) across a pro
 
 def _panels3(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
-    for i in range(n_panels):
+    first = 0  # one or two rows take several panels at once (their rows stay in L1 anyway)
+    if M == 1:
+        while first + _NP3 <= n_panels:
+            _one_row3(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                        c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP3
+    elif M == 2 and _NP3_2 > 1:
+        while first + _NP3_2 <= n_panels:
+            _two_rows3(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                         c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP3_2
+    for i in range(first, n_panels):
         for k0 in range(0, K, K_BLOCK):
             _rows3(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
@@ -224,7 +296,18 @@ def _panels3(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
 
 def _panels2(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
-    for i in range(n_panels):
+    first = 0  # one or two rows take several panels at once (their rows stay in L1 anyway)
+    if M == 1:
+        while first + _NP2 <= n_panels:
+            _one_row2(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                        c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP2
+    elif M == 2 and _NP2_2 > 1:
+        while first + _NP2_2 <= n_panels:
+            _two_rows2(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                         c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP2_2
+    for i in range(first, n_panels):
         for k0 in range(0, K, K_BLOCK):
             _rows2(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)
@@ -232,7 +315,18 @@ def _panels2(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step
 
 def _panels1(a, a_off, lda, ka, M, bp, bp_off, bp_step, ldb, K, c, c_off, c_step, ldc, vstride,
              n_panels, acc):
-    for i in range(n_panels):
+    first = 0  # one or two rows take several panels at once (their rows stay in L1 anyway)
+    if M == 1:
+        while first + _NP1 <= n_panels:
+            _one_row1(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                        c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP1
+    elif M == 2 and _NP1_2 > 1:
+        while first + _NP1_2 <= n_panels:
+            _two_rows1(a, a_off, lda, ka, bp, bp_off + first * bp_step, bp_step, ldb, K, c,
+                         c_off + first * c_step, c_step, ldc, vstride, acc)
+            first += _NP1_2
+    for i in range(first, n_panels):
         for k0 in range(0, K, K_BLOCK):
             _rows1(a, a_off + k0 * ka, lda, ka, M, bp, bp_off + i * bp_step + k0 * ldb, ldb,
                    min(K_BLOCK, K - k0), c, c_off + i * c_step, ldc, vstride, (k0 > 0) | acc)

@@ -16,7 +16,8 @@ from numba import njit
 
 import numgru as ng
 from numgru import _sync, cpu, reference
-from numgru._tile import pack_columns, pack_gates, panel_product, tile_functions, vector_length
+from numgru._tile import (pack_columns, pack_gates, panel_product, panel_products,
+                         tile_functions, vector_length)
 from helpers import assert_close
 
 
@@ -82,6 +83,53 @@ def test_tile_is_one_fma_chain_per_entry():
         _product(3, a.reshape(-1), k0, K, 1, M, bp.reshape(-1), k0 * 3 * VL, 3 * VL, kn,
                  parts.reshape(-1), 0, 3 * VL, VL, k0 > 0)
     assert np.array_equal(whole, parts)
+
+
+@njit(error_model="numpy")
+def _products_kernel(fns, nv, a, lda, M, bp, bp_step, ldb, K, c, c_step, ldc, vstride, n, acc):
+    if nv == 1:
+        panel_products(fns, 1, a, 0, lda, 1, M, bp, 0, bp_step, ldb, K, c, 0, c_step, ldc,
+                       vstride, n, acc)
+    elif nv == 2:
+        panel_products(fns, 2, a, 0, lda, 1, M, bp, 0, bp_step, ldb, K, c, 0, c_step, ldc,
+                       vstride, n, acc)
+    else:
+        panel_products(fns, 3, a, 0, lda, 1, M, bp, 0, bp_step, ldb, K, c, 0, c_step, ldc,
+                       vstride, n, acc)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nv", [1, 2, 3])
+def test_one_or_two_rows_over_many_panels_are_the_same_chains(dtype, nv):
+    """A one- or two-row product takes several panels at once (the multiply-add's latency): each
+    entry is still one chain over k, so the rows equal, bit for bit, the same rows computed
+    inside an eight-row tile, for any number of panels (whole groups and a remainder), with and without
+    accumulating; and it is within the chain's error bound of the float64 product."""
+    rng = np.random.default_rng(nv)
+    VL = vector_length(dtype)
+    W = nv * VL
+    eps = np.finfo(dtype).eps
+    for n_panels in (1, 2, 5, 9):
+        for K in (1, 37, 300):
+            a = rng.standard_normal((8, K)).astype(dtype)
+            bp = rng.standard_normal((n_panels, K, W)).astype(dtype)
+            c0 = rng.standard_normal((8, n_panels * W)).astype(dtype)
+            for acc in (False, True):
+                eight = c0.copy()
+                _products_kernel(tile_functions(dtype), nv, a.reshape(-1), K, 8, bp.reshape(-1),
+                                 K * W, W, K, eight.reshape(-1), W, n_panels * W, VL, n_panels,
+                                 acc)
+                for rows in ((0,), (5,), (2, 3)):
+                    few = c0[list(rows)].copy()
+                    _products_kernel(tile_functions(dtype), nv, a[list(rows)].reshape(-1), K,
+                                     len(rows), bp.reshape(-1), K * W, W, K, few.reshape(-1), W,
+                                     n_panels * W, VL, n_panels, acc)
+                    assert np.array_equal(few, eight[list(rows)]), (n_panels, K, acc, rows)
+                want = a.astype(np.float64) @ bp.transpose(1, 0, 2).reshape(K, -1)
+                scale = np.abs(a.astype(np.float64)) @ np.abs(bp.transpose(1, 0, 2)
+                                                             .reshape(K, -1)) + 1
+                got = eight.astype(np.float64) - (c0 if acc else 0)
+                assert (np.abs(got - want) / scale).max() <= (K + 4) * eps
 
 
 @njit
