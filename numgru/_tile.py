@@ -459,6 +459,40 @@ def prefer_wide_vectors(typingctx):
 
 _DOT_ROWS = 4  # rows of W per block (their vectors stay in registers across k)
 _DOT_XROWS = 2  # rows of x per block: 4·2 accumulators + 4 + 2 loads fit 16 registers
+_DOT_ROWS_ONE_X = 8  # rows of W per block against one row of x: 8 chains cover the latency
+
+
+def _reduce_lanes_together(builder, vectors, VL):
+    """[(row, its lanes' sum)] for vectors of VL lanes, each row's lanes added in the same
+    pairwise order as one vector alone (lanes [0, w/2) + [w/2, w), w = VL, VL/2, ..., 2), but
+    two rows' halves per vector operation: each packed vector holds G rows of w lanes, and a
+    level turns two of them into one of 2G rows of w/2 lanes (or one into a vector of half the
+    length, once it is alone). A few shuffles and adds per row instead of a tree per row."""
+    i32 = ir.IntType(32)
+    packed = [([j], v) for j, v in enumerate(vectors)]  # (rows in lane order, vector)
+    width = VL
+    while width > 1:
+        half = width // 2
+        merged = []
+        for i in range(0, len(packed), 2):
+            if i + 1 < len(packed):
+                (ra, a), (rb, b) = packed[i], packed[i + 1]
+                n = a.type.count
+                lo = [g * width + k for g in range(len(ra)) for k in range(half)] + \
+                    [n + g * width + k for g in range(len(rb)) for k in range(half)]
+                rows = ra + rb
+            else:
+                (rows, a), b = packed[i], packed[i][1]
+                lo = [g * width + k for g in range(len(rows)) for k in range(half)]
+            hi = [k + half for k in lo]
+            mask = ir.VectorType(i32, len(lo))
+            merged.append((rows, builder.fadd(
+                builder.shuffle_vector(a, b, ir.Constant(mask, lo)),
+                builder.shuffle_vector(a, b, ir.Constant(mask, hi)))))
+        packed = merged
+        width = half
+    return [(row, builder.extract_element(v, ir.Constant(i32, g)))
+            for rows, v in packed for g, row in enumerate(rows)]
 
 
 def _emit_row_block(context, builder, JR, BR, VL, fty, W, w_off, ldw, X, x_off, ldx, K, O, o_off,
@@ -493,20 +527,25 @@ def _emit_row_block(context, builder, JR, BR, VL, fty, W, w_off, ldw, X, x_off, 
                 builder.store(builder.call(fma, [wv[j], xv[b], builder.load(accs[j][b])]),
                               accs[j][b])
     sums = []
-    for j in range(JR):
-        for b in range(BR):
-            v = builder.load(accs[j][b])
-            width = VL
-            while width > 1:  # pairwise: lanes [0, w/2) + [w/2, w)
-                half = width // 2
-                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
-                                                              list(range(half))))
-                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
-                                                              list(range(half, width))))
-                v = builder.fadd(lo, hi)
-                width = half
-            s = cgutils.alloca_once_value(builder, builder.extract_element(v, ir.Constant(i32, 0)))
-            sums.append((j, b, s))
+    if BR == 1 and JR > 1:
+        for j, total in _reduce_lanes_together(builder, [builder.load(a[0]) for a in accs], VL):
+            sums.append((j, 0, cgutils.alloca_once_value(builder, total)))
+    else:
+        for j in range(JR):
+            for b in range(BR):
+                v = builder.load(accs[j][b])
+                width = VL
+                while width > 1:  # pairwise: lanes [0, w/2) + [w/2, w)
+                    half = width // 2
+                    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
+                                                                  list(range(half))))
+                    hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
+                                                                  list(range(half, width))))
+                    v = builder.fadd(lo, hi)
+                    width = half
+                s = cgutils.alloca_once_value(builder,
+                                              builder.extract_element(v, ir.Constant(i32, 0)))
+                sums.append((j, b, s))
     k0 = builder.mul(KV, ir.Constant(i64, VL))
     with cgutils.for_range(builder, builder.sub(K, k0)) as loop:
         k = builder.add(k0, loop.index)
@@ -558,10 +597,30 @@ def _row_dots(typingctx, w, w_off, ldw, J, x, x_off, ldx, NR, K, out, o_off, ldo
                                     builder.add(x_off, builder.mul(b, ldx)), ldx, K, O,
                                     builder.add(oo, builder.mul(b, ldo)), ldo)
 
-        full = builder.sdiv(J, ir.Constant(i64, _DOT_ROWS))
-        blocks(_DOT_ROWS, ir.Constant(i64, 0), full)
-        j0 = builder.mul(full, ir.Constant(i64, _DOT_ROWS))
-        blocks(1, j0, builder.sub(J, j0))
+        def one_x_row(JR, j0, count_j):
+            """Row blocks of JR rows of W from j0 against a single row of x (a batch-1 step):
+            JR chains side by side, their lanes reduced together."""
+            with cgutils.for_range(builder, count_j) as jl:
+                j = builder.add(j0, builder.mul(jl.index, ir.Constant(i64, JR)))
+                _emit_row_block(context, builder, JR, 1, VL, fty, W,
+                                builder.add(w_off, builder.mul(j, ldw)), ldw, X, x_off, ldx, K,
+                                O, builder.add(o_off, j), ldo)
+
+        single = builder.icmp_signed("==", NR, ir.Constant(i64, 1))
+        with builder.if_else(single) as (one_row, more_rows):
+            with one_row:
+                wide = builder.sdiv(J, ir.Constant(i64, _DOT_ROWS_ONE_X))
+                one_x_row(_DOT_ROWS_ONE_X, ir.Constant(i64, 0), wide)
+                j0 = builder.mul(wide, ir.Constant(i64, _DOT_ROWS_ONE_X))
+                full = builder.sdiv(builder.sub(J, j0), ir.Constant(i64, _DOT_ROWS))
+                one_x_row(_DOT_ROWS, j0, full)
+                j0 = builder.add(j0, builder.mul(full, ir.Constant(i64, _DOT_ROWS)))
+                one_x_row(1, j0, builder.sub(J, j0))
+            with more_rows:
+                full = builder.sdiv(J, ir.Constant(i64, _DOT_ROWS))
+                blocks(_DOT_ROWS, ir.Constant(i64, 0), full)
+                j0 = builder.mul(full, ir.Constant(i64, _DOT_ROWS))
+                blocks(1, j0, builder.sub(J, j0))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -128,6 +128,23 @@ def test_row_dots_against_numpy(dtype, J, K, B):
     assert (np.abs(out - want) / scale).max() <= (K + 4) * np.finfo(dtype).eps
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("J,K", [(384, 128), (15, 40), (13, 5), (8, 17), (1, 33)])
+def test_row_dots_of_one_row_are_the_bits_of_a_pair(dtype, J, K):
+    """Against a single row of x, blocks of 8 rows of W reduce their lanes together; each row's
+    lanes are still added in the per-row pairwise order, so the results are the bits the same
+    row gets beside another (blocks of 4 rows of W and 2 of x, one tree per row)."""
+    rng = np.random.default_rng(J * K)
+    w = rng.standard_normal((J, K)).astype(dtype)
+    x = rng.standard_normal((2, K)).astype(dtype)
+    pair = np.full((2, J), np.nan, dtype)
+    _row_dots_kernel(w, x, pair)
+    for b in range(2):
+        one = np.full((1, J), np.nan, dtype)
+        _row_dots_kernel(w, x[b:b + 1].copy(), one)
+        assert np.array_equal(one[0], pair[b]), b
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("B", [1, 3, 9, 20])  # up to 8 rows: row dots; more: the packed tile
