@@ -138,7 +138,7 @@ def _syscall(builder, args):
 def futex_sleep(typingctx, arr, idx, seen, timeout_ns):
     """Sleep while the low 32 bits of arr[idx] still equal those of `seen`, at most timeout_ns
     (futex FUTEX_WAIT; returns at once when the word differs, and may return early). Without
-    futex: one sched_yield."""
+    futex: one sched_yield (POSIX), else one pause."""
     if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
         return None
     sig = types.void(arr, idx, types.int64, types.int64)
@@ -146,9 +146,12 @@ def futex_sleep(typingctx, arr, idx, seen, timeout_ns):
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
         if _FUTEX_SYSCALL is None:
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
-            builder.call(fn, [])
+            if os.name == "posix":
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+                builder.call(fn, [])
+            else:
+                _emit_pause(builder)
             return context.get_dummy_value()
         word = _futex_word(context, builder, signature.args[0], args[0], args[1],
                            signature.args[1])
