@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
+
 _WAIT_SECONDS = 300.0
 _MPI_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MPI_LOCALRANKID",
                   "SLURM_PROCID")
@@ -91,7 +93,7 @@ def start(key, dispatcher, signature, dtype, widths):
         if types in dispatcher.overloads or _cached(dispatcher, types):
             return
         payload = pickle.dumps((dispatcher.py_func.__module__, dispatcher.py_func.__name__,
-                                types, str(dtype), tuple(widths)))
+                                types, np.dtype(dtype).name, tuple(widths)))
         child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
