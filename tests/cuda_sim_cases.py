@@ -16,7 +16,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
     raise RuntimeError("run through tests/test_cuda_sim.py: this module needs NUMBA_ENABLE_CUDASIM=1 "
                        "set before Numba is imported")
 
-from numgru import _cuda_config as cfg  # noqa: E402
+from numgru.cuda import config as cfg  # noqa: E402
 
 # Small blocks, patched before any kernel is built (kernels are built per set of tunables).
 cfg.GEMM_THREADS_X = 2
@@ -36,6 +36,9 @@ from numba import cuda  # noqa: E402
 import numgru as ng  # noqa: E402
 from numgru import backend, reference  # noqa: E402
 from numgru import cuda as gcuda  # noqa: E402
+from numgru.cuda.gates import build as gate_functions  # noqa: E402
+from numgru.cuda.gemm import gemm  # noqa: E402
+from numgru.cuda.pointwise import colsum  # noqa: E402
 
 # Tolerances against the float64 reference. float64: a few ulps of accumulated rounding over dot
 # products of at most 15 terms. float32: the inputs are float32, the reference runs in float64 on the
@@ -134,26 +137,26 @@ def test_gemm_kernel_all_forms(trans_a, trans_b, dtype):
     bias = rng.standard_normal(N).astype(dtype)
     op_a = a.T if trans_a else a
     op_b = b.T if trans_b else b
-    k = gcuda._kernels(dtype)
+    g = gcuda.kernels(dtype).gemm
     c = cuda.to_device(c0)
-    gcuda._gemm(k, cuda.to_device(a), cuda.to_device(b), c, trans_a, trans_b)
+    gemm(g, cuda.to_device(a), cuda.to_device(b), c, trans_a, trans_b)
     _check("c = ab", c, op_a.astype(np.float64) @ op_b, dtype)
     c = cuda.to_device(c0)
-    gcuda._gemm(k, cuda.to_device(a), cuda.to_device(b), c, trans_a, trans_b,
-                bias=cuda.to_device(bias), accumulate=True)
+    gemm(g, cuda.to_device(a), cuda.to_device(b), c, trans_a, trans_b, bias=cuda.to_device(bias),
+         accumulate=True)
     _check("c += ab + bias", c, c0 + op_a.astype(np.float64) @ op_b + bias, dtype)
 
 
 def test_colsum_kernel():
     a = np.random.default_rng(3).standard_normal((7, 6))
     out = cuda.device_array(6, np.float64)
-    gcuda._colsum(gcuda._kernels(np.float64), cuda.to_device(a), out)
+    colsum(gcuda.kernels(np.float64).pointwise, cuda.to_device(a), out)
     _check("colsum", out, a.sum(axis=0), np.float64)
 
 
 def test_sigmoid_device_function_saturates_without_overflow():
     # The device helper through a test-only kernel: σ at the extremes must be 0 and 1, not NaN.
-    sigmoid = gcuda._kernels(np.float64).sigmoid
+    sigmoid = gate_functions("float64", False).sigmoid
 
     @cuda.jit
     def _sigmoid_test_kernel(a, out):

@@ -119,14 +119,15 @@ def test_every_kernel_compiles_to_sm90_ptx(monkeypatch, dtype):
         # function for real.
         monkeypatch.setattr(dispatcher, "get_current_device",
                             lambda: types.SimpleNamespace(compute_capability=(9, 0)))
-    sigs = gcuda._kernel_signatures(dtype)
-    for name, pyfunc, argtypes in sigs:
-        ptx, _ = cuda.compile_ptx(pyfunc, argtypes, cc=(9, 0))
-        assert ".target sm_90" in ptx and ".entry" in ptx, name
+    listed = gcuda.all_kernels(dtype)
+    for kernel in listed:
+        ptx, _ = cuda.compile_ptx(kernel.py_func, kernel.argtypes, cc=(9, 0),
+                                  fastmath=kernel.fastmath)
+        assert ".target sm_90" in ptx and ".entry" in ptx, kernel.name
         # The persistent kernels synchronise the grid through the device runtime, linked at load.
-        assert ("cudaCGSynchronize" in ptx) == name.startswith("persist"), name
-    # Every kernel is covered: the two persistent ones, the per-dtype families, the module's own.
-    k = gcuda._kernels(dtype)
-    expected = 2 + len(k.gemm) + len(k.step) + 4 + sum(
-        1 for n, v in vars(gcuda).items() if n.endswith("_kernel") and hasattr(v, "py_func"))
-    assert len(sigs) == expected
+        assert ("cudaCGSynchronize" in ptx) == kernel.name.startswith("persistent"), kernel.name
+    # Every kernel is covered: each family's, and the array operations'.
+    k = gcuda.kernels(dtype)
+    expected = 2 + len(k.gemm.kernels) + len(k.step.kernels) + len(k.pointwise) + sum(
+        1 for v in vars(gcuda.arrays).values() if hasattr(v, "sample_argtypes"))
+    assert len(listed) == expected == len({kernel.name for kernel in listed})

@@ -46,7 +46,7 @@ def _close(name, got, want, tol):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "T{}B{}I{}H{}".format(*c[:4]))
 def test_cuda_matches_reference_on_gpu(monkeypatch, persist, reset_after, dtype, case):
     _need_gpu()
-    from numgru import _cuda_config as cfg
+    from numgru.cuda import config as cfg
     from numgru import cuda as gcuda
     monkeypatch.setattr(cfg, "PERSIST_ENABLE", persist)
     monkeypatch.setattr(cfg, "PERSIST_MAX_BATCH", 1 << 20)  # let the persistent path take any B

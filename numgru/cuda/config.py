@@ -1,8 +1,9 @@
-"""Tunables of the CUDA backend (numgru/cuda.py): block shapes, path choice, fastmath.
+"""Tunables of the CUDA backend (the numgru.cuda package): block shapes, path choice, fastmath.
 
-Kernels are built from these values when first used (per dtype and per set of values), so a test can
-patch them small (e.g. 2x2-thread GEMM tiles under the simulator) to exercise partial edge tiles.
-Nothing here is read by the CPU backends. All values are plain Python ints and bools.
+Each kernel module (gemm.py, step.py, pointwise.py, persistent.py) builds its kernels from these
+values when first used (per dtype and per set of values), so a test can patch them small (e.g. 2x2-
+thread GEMM tiles under the simulator) to exercise partial edge tiles. Nothing here is read by the
+CPU backends. All values are plain Python ints and bools.
 """
 
 # Tiled GEMM (input projection, weight gradients, dx, per-step dh): a block of

@@ -1,0 +1,158 @@
+"""The gate math at one (step t, batch row b, unit j) of the CUDA layouts: device functions that
+read a thread's recurrent products and the training record, apply the math and store the results.
+Shared by the per-step kernels (step.py), the persistent kernels (persistent.py) and the backward
+pointwise kernels (pointwise.py). They launch nothing.
+
+Layouts: gi (T, B, 3H) = W_ih x + b_ih, gate blocks r, z, n; the training record's h_prev
+(T, B, H) and gates (T, B, 3H) (hn (T, B, H) for reset_after=True), indexed by t whatever the
+direction; a_r, a_z, a_n are a thread's recurrent products W_h· v without their bias.
+"""
+
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+from numba import cuda
+
+
+class GateFunctions(NamedTuple):
+    """Device functions of one dtype (see build)."""
+
+    forward_full: Callable  # reset_after=True: r, z, n and h' of (t, b, j)
+    forward_rz: Callable  # reset_after=False, first half: r, z and r ⊙ h
+    forward_n: Callable  # reset_after=False, second half: n and h' from W_hn (r ⊙ h)
+    backward_point: Callable  # the gate gradients of (t, b, j) and dh's direct share
+    backward_reset: Callable  # reset_after=False: r's gradient once d(r ⊙ h) is known
+    sigmoid: Callable  # σ of one scalar (its test kernel calls it)
+
+
+@functools.lru_cache(maxsize=None)
+def build(dtype_name, fastmath):
+    """The device functions for arrays of dtype_name, compiled on first use by the kernels that
+    call them (typed constants need the dtype)."""
+    np_type = np.float32 if dtype_name == "float32" else np.float64
+    ZERO = np_type(0)
+    ONE = np_type(1)
+    FM = fastmath
+
+    @cuda.jit(device=True, fastmath=FM)
+    def _sigmoid(a):
+        # Split by sign so that exp never overflows.
+        if a >= ZERO:
+            return ONE / (ONE + math.exp(-a))
+        e = math.exp(a)
+        return e / (ONE + e)
+
+    @cuda.jit(device=True, fastmath=FM)
+    def forward_invalid(t, b, j, H, h_in, h_out, y, h_prev, gates, hn, train, reset_after):
+        """A step past lengths[b]: the state passes through, the output is 0, the record is 0."""
+        h = h_in[b, j]
+        h_out[b, j] = h
+        y[t, b, j] = ZERO
+        if train:
+            h_prev[t, b, j] = h
+            gates[t, b, j] = ZERO
+            gates[t, b, H + j] = ZERO
+            gates[t, b, 2 * H + j] = ZERO
+            if reset_after:
+                hn[t, b, j] = ZERO
+
+    @cuda.jit(device=True, fastmath=FM)
+    def forward_full(t, b, j, H, a_r, a_z, a_n, gi, h_in, h_out, b_hh, lengths, y, h_prev, gates,
+                     hn, train):
+        """reset_after=True: r, z, n = tanh(gi_n + r ⊙ (W_hn h + b_hn)), h' for unit j of row b."""
+        if t >= lengths[b]:
+            forward_invalid(t, b, j, H, h_in, h_out, y, h_prev, gates, hn, train, True)
+            return
+        h = h_in[b, j]
+        r = _sigmoid(gi[t, b, j] + a_r + b_hh[j])
+        z = _sigmoid(gi[t, b, H + j] + a_z + b_hh[H + j])
+        hn_j = a_n + b_hh[2 * H + j]
+        n = math.tanh(gi[t, b, 2 * H + j] + r * hn_j)
+        h_new = (ONE - z) * n + z * h
+        h_out[b, j] = h_new
+        y[t, b, j] = h_new
+        if train:
+            h_prev[t, b, j] = h
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+            hn[t, b, j] = hn_j
+
+    @cuda.jit(device=True, fastmath=FM)
+    def forward_rz(t, b, j, H, a_r, a_z, gi, h_in, rh, rz, b_hh, lengths):
+        """reset_after=False, first half: r and z into rz (B, 2H), r ⊙ h into rh (B, H)."""
+        if t >= lengths[b]:
+            rh[b, j] = ZERO
+            return
+        r = _sigmoid(gi[t, b, j] + a_r + b_hh[j])
+        z = _sigmoid(gi[t, b, H + j] + a_z + b_hh[H + j])
+        rz[b, j] = r
+        rz[b, H + j] = z
+        rh[b, j] = r * h_in[b, j]
+
+    @cuda.jit(device=True, fastmath=FM)
+    def forward_n(t, b, j, H, a_n, gi, h_in, h_out, rz, b_hh, lengths, y, h_prev, gates, hn,
+                  train):
+        """reset_after=False, second half: n = tanh(gi_n + W_hn (r ⊙ h) + b_hn) and h'."""
+        if t >= lengths[b]:
+            forward_invalid(t, b, j, H, h_in, h_out, y, h_prev, gates, hn, train, False)
+            return
+        h = h_in[b, j]
+        r = rz[b, j]
+        z = rz[b, H + j]
+        n = math.tanh(gi[t, b, 2 * H + j] + a_n + b_hh[2 * H + j])
+        h_new = (ONE - z) * n + z * h
+        h_out[b, j] = h_new
+        y[t, b, j] = h_new
+        if train:
+            h_prev[t, b, j] = h
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+
+    @cuda.jit(device=True, fastmath=FM)
+    def backward_point(t, b, j, H, dy, dh, h_prev, gates, hn, lengths, dgi, dgh, reset_after):
+        """Gate gradients of unit j, row b, step t; dh[b, j] becomes its direct path to h_{t-1}.
+
+        dgi (T,B,3H): dL/d(pre-activation) of r, z, n; dgh: the same seen from W_hh's side (the n
+        rows carry r ⊙ da_n when reset_after). reset_after=False leaves the r rows to
+        backward_reset, which needs the whole row of da_n first. An invalid step writes zeros and
+        keeps dh.
+        """
+        if t >= lengths[b]:
+            for g in range(3):
+                dgi[t, b, g * H + j] = ZERO
+                dgh[t, b, g * H + j] = ZERO
+            return
+        r = gates[t, b, j]
+        z = gates[t, b, H + j]
+        n = gates[t, b, 2 * H + j]
+        dh_new = dh[b, j] + dy[t, b, j]
+        da_n = dh_new * (ONE - z) * (ONE - n * n)
+        da_z = dh_new * (h_prev[t, b, j] - n) * z * (ONE - z)
+        dgi[t, b, H + j] = da_z
+        dgh[t, b, H + j] = da_z
+        dgi[t, b, 2 * H + j] = da_n
+        if reset_after:
+            da_r = da_n * hn[t, b, j] * r * (ONE - r)
+            dgi[t, b, j] = da_r
+            dgh[t, b, j] = da_r
+            dgh[t, b, 2 * H + j] = da_n * r
+        else:
+            dgh[t, b, 2 * H + j] = da_n
+        dh[b, j] = dh_new * z
+
+    @cuda.jit(device=True, fastmath=FM)
+    def backward_reset(t, b, k, d_rh, dh, h_prev, gates, lengths, dgi, dgh):
+        """reset_after=False: r's gradient from d_rh = dL/d(r ⊙ h)[b, k] = Σ_j da_n[b, j] W_hn[j, k]."""
+        if t < lengths[b]:
+            r = gates[t, b, k]
+            da_r = d_rh * h_prev[t, b, k] * r * (ONE - r)
+            dgi[t, b, k] = da_r
+            dgh[t, b, k] = da_r
+            dh[b, k] += d_rh * r
+
+    return GateFunctions(forward_full, forward_rz, forward_n, backward_point, backward_reset,
+                         _sigmoid)
