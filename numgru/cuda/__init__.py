@@ -1,8 +1,8 @@
 """CUDA backend: numba.cuda kernels for one GRU layer and one direction, signatures as reference.py.
 
 Arrays in and out are device arrays (anything with `__cuda_array_interface__`; numpy arrays are
-copied to the device first); the GRUCache it returns holds device arrays. Shapes and conventions: see
-reference.py. Inputs are trusted: layers.py checks them once. Tunables live in config.py.
+copied to the device first); the GRUCache it returns holds device arrays. Shapes and conventions:
+see reference.py. Inputs are trusted: layers.py checks them once. Tunables live in config.py.
 
 Forward: the input projection of all steps is one tiled GEMM (gemm.py), gi = x W_ihᵀ + b_ih over
 T·B rows; then the recurrence, on one of two paths chosen by size (persistent.plan):
@@ -16,7 +16,8 @@ two paths (persistent: W_hh columns on chip; per step: a pointwise kernel (point
 GEMM); then dx, dW_ih, dW_hh and the bias gradients are single reductions over all T·B rows.
 The gate math at one (t, b, j) is gates.py's. arrays.py holds the array operations layers.py needs
 on the device (DeviceArrays); optim.py the optimizer kernels.
-Importing this package needs numba-cuda, not a GPU; running it needs a GPU or NUMBA_ENABLE_CUDASIM=1.
+Importing this package needs numba-cuda, not a GPU; running it needs a GPU or
+NUMBA_ENABLE_CUDASIM=1.
 """
 
 from typing import NamedTuple
@@ -69,7 +70,8 @@ last_path = {"forward": None, "backward": None}
 
 
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=True, train=False):
-    """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None), on the device."""
+    """One GRU layer, one direction. Returns (y (T,B,H), h_n (B,H), cache or None), on the
+    device."""
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths = map(to_device,
                                                   (x, h0, w_ih, w_hh, b_ih, b_hh, lengths))
     reverse, reset_after, train = bool(reverse), bool(reset_after), bool(train)  # kernel flags
@@ -82,7 +84,7 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     gemm.gemm(k.gemm, x.reshape(T * B, I), w_ih, gi.reshape(T * B, 3 * H), trans_b=True,
               bias=b_ih)
     y = cuda.device_array((T, B, H), dtype)
-    hbuf = cuda.device_array((2, B, H), dtype)  # h ping-pongs: a step reads one half, writes the other
+    hbuf = cuda.device_array((2, B, H), dtype)  # h ping-pongs: a step reads one half, writes one
     hbuf[0].copy_to_device(h0)
     if train:
         h_prev = cuda.device_array((T, B, H), dtype)
@@ -123,7 +125,7 @@ def backward(cache, dy, dh_n):
     reset_after = cache.reset_after
     hn = cache.hn if reset_after else placeholder(3, dtype)
     dgi = cuda.device_array((T, B, 3 * H), dtype)  # dL/d(pre-activation) per gate
-    dgh = cuda.device_array((T, B, 3 * H), dtype)  # the same seen from W_hh (n rows × r if reset_after)
+    dgh = cuda.device_array((T, B, 3 * H), dtype)  # as seen from W_hh (n rows × r if reset_after)
     dh = cuda.device_array((B, H), dtype)  # dL/dh carried backwards: dh_n in, dh0 out
     dh.copy_to_device(dh_n)
     args = (dy, dh, cache.h_prev, cache.gates, hn, w_hh, lengths, dgi, dgh, cache.reverse,

@@ -146,7 +146,8 @@ def build(dtype_name, fastmath):
 
     @cuda.jit(device=True, fastmath=FM)
     def backward_reset(t, b, k, d_rh, dh, h_prev, gates, lengths, dgi, dgh):
-        """reset_after=False: r's gradient from d_rh = dL/d(r ⊙ h)[b, k] = Σ_j da_n[b, j] W_hn[j, k]."""
+        """reset_after=False: r's gradient from d_rh = dL/d(r ⊙ h)[b, k]
+        = Σ_j da_n[b, j] W_hn[j, k]."""
         if t < lengths[b]:
             r = gates[t, b, k]
             da_r = d_rh * h_prev[t, b, k] * r * (ONE - r)
