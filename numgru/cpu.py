@@ -9,7 +9,8 @@ step reads the whole previous state. Every matrix product runs in the register t
 - forward: h W_hh^T for its units' three gates, their gate math (_gates, shared with the CUDA
   kernels: one fused loop per row, float32 sigmoid/tanh from _mathfn that LLVM vectorises 16
   lanes wide; numpy error model, so no division check breaks the loop) and its slice of the
-  next state (double-buffered); then, in the barrier's window (after arriving, before waiting), the next step's x W_ih^T;
+  next state (double-buffered); then, in the barrier's window (after arriving, before
+  waiting), the next step's x W_ih^T;
 - backward: its units' gate gradients; in the barrier's window the previous step's share of
   the rows of dx and, every ~128 rows, the rows of dW_ih, dW_hh and the biases for its units
   (float32 chains of about _FLUSH_ROWS rows added into float64 sums); after the barrier, its
