@@ -1,4 +1,5 @@
-"""Numba CPU backend: @njit kernels for one GRU layer and one direction, signatures as reference.py.
+"""Numba CPU backend: @njit kernels for one GRU layer and one direction, the backend contract's
+functions (numgru/contract.py).
 
 A layer pass (`forward`, `backward`) runs as P parts (`_sync.run_parts`: compiled `nogil` kernels
 on numgru's own Python threads, P = min(threads allowed, weight panels), 1 for small products).
@@ -26,17 +27,16 @@ parts are busy runs its pass as one part on its own thread, with the same result
 The GRUCell step (`step`) keeps BLAS GEMMs on the weights as stored: one step at a small batch
 does not pay for packing them.
 
-Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
-hn = W_hn h + b_hn (W_hn (r ⊙ h) + b_hn, unused, for reset_after=False: one layout keeps the loops
-free of branches), four (T, B, H) blocks, plus a reference to the input x: T·B·(4H + I) values.
-The state entering each step is not stored: for a valid step it is the previous valid step's
-output (y[t-1] forward, y[t+1] reverse) or h0.
+Training cache (contract.GRUCache, per layer and direction, beyond the outputs y it references):
+gates (4, T, B, H) = r, z, n, hn, plus a reference to the input x: T·B·(4H + I) values. The
+state entering each step is not stored: for a valid step it is the previous valid step's output
+(y[t-1] forward, y[t+1] reverse) or h0.
 
-Numba caches these kernels per source file: after editing _mathfn.py, _tile.py, _sync.py or
-_blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone never has
-stale ones).
+Numba caches these kernels per source file: after editing _mathfn.py, _gates.py, _tile.py,
+_sync.py or _blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone
+never has stale ones).
 
-Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
+Shapes, layouts and conventions: see contract.py. Inputs are trusted: layers.py checks them once.
 """
 
 import os
@@ -48,7 +48,7 @@ from numba import njit
 from ._jit import CACHE
 
 from . import _gates
-from ._cache import GRUCache
+from .contract import GRUCache
 from ._plan import _SURE_SERIAL, plan
 from ._sync import arrive, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
@@ -386,8 +386,8 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     h = np.ascontiguousarray(hbuf[(T % 2) * B:(T % 2) * B + B, :H])
     cache = None
     if train:
-        cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
-                         lengths=lengths, reverse=reverse, reset_after=reset_after, y=y, h0=h0)
+        cache = GRUCache(x=x, gates=gates, w_ih=w_ih, w_hh=w_hh, lengths=lengths,
+                         reverse=reverse, reset_after=reset_after, y=y, h0=h0)
     return y, h, cache
 
 

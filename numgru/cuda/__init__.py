@@ -1,8 +1,9 @@
-"""CUDA backend: numba.cuda kernels for one GRU layer and one direction, signatures as reference.py.
+"""CUDA backend: numba.cuda kernels for one GRU layer and one direction, the backend contract's
+functions (numgru/contract.py: shapes, conventions, the training cache).
 
 Arrays in and out are device arrays (anything with `__cuda_array_interface__`; numpy arrays are
-copied to the device first); the GRUCache it returns holds device arrays. Shapes and conventions:
-see reference.py. Inputs are trusted: layers.py checks them once. Tunables live in config.py.
+copied to the device first); the GRUCache it returns holds device arrays. Inputs are trusted:
+layers.py checks them once. Tunables live in config.py.
 
 Forward: the input projection of all steps is one tiled GEMM (gemm.py), gi = x W_ihᵀ + b_ih over
 T·B rows; then the recurrence, on one of two paths chosen by size (persistent.plan):
@@ -25,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
-from .._cache import GRUCache
+from ..contract import GRUCache
 from . import arrays, config as cfg, gemm, persistent, pointwise, step as step_path
 from .arrays import DeviceArrays
 from .kernel import SIMULATOR, Kernel, float_type, placeholder, to_device
@@ -87,18 +88,16 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     hbuf = cuda.device_array((2, B, H), dtype)  # h ping-pongs: a step reads one half, writes one
     hbuf[0].copy_to_device(h0)
     if train:
-        h_prev = cuda.device_array((T, B, H), dtype)
-        gates = cuda.device_array((T, B, 3 * H), dtype)
-        hn = cuda.device_array((T, B, H), dtype) if reset_after else placeholder(3, dtype)
+        h_prev = cuda.device_array((T, B, H), dtype)  # the state entering step t
+        gates = cuda.device_array((4, T, B, H), dtype)  # r, z, n, hn (contract.GRUCache)
     else:
-        h_prev = gates = hn = placeholder(3, dtype)
+        h_prev, gates = placeholder(3, dtype), placeholder(4, dtype)
     if reset_after:
         rh = rz = placeholder(2, dtype)
     else:
         rh = cuda.device_array((B, H), dtype)  # r ⊙ h of the current step
         rz = cuda.device_array((B, 2 * H), dtype)  # r and z of the current step
-    args = (gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, reverse, reset_after,
-            train)
+    args = (gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, reverse, reset_after, train)
     path = persistent.forward(k.persistent, *args)
     if path is None:
         step_path.forward(k.step, *args)
@@ -107,9 +106,8 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     h_n = hbuf[T % 2]
     cache = None
     if train:
-        cache = GRUCache(x=x, h_prev=h_prev, gates=gates, hn=hn if reset_after else None,
-                         w_ih=w_ih, w_hh=w_hh, lengths=lengths, reverse=reverse,
-                         reset_after=reset_after)
+        cache = GRUCache(x=x, gates=gates, w_ih=w_ih, w_hh=w_hh, lengths=lengths,
+                         reverse=reverse, reset_after=reset_after, h_prev=h_prev)
     return y, h_n, cache
 
 
@@ -123,12 +121,11 @@ def backward(cache, dy, dh_n):
     k = kernels(dtype)
     dy, dh_n = to_device(dy), to_device(dh_n)
     reset_after = cache.reset_after
-    hn = cache.hn if reset_after else placeholder(3, dtype)
     dgi = cuda.device_array((T, B, 3 * H), dtype)  # dL/d(pre-activation) per gate
     dgh = cuda.device_array((T, B, 3 * H), dtype)  # as seen from W_hh (n rows × r if reset_after)
     dh = cuda.device_array((B, H), dtype)  # dL/dh carried backwards: dh_n in, dh0 out
     dh.copy_to_device(dh_n)
-    args = (dy, dh, cache.h_prev, cache.gates, hn, w_hh, lengths, dgi, dgh, cache.reverse,
+    args = (dy, dh, cache.h_prev, cache.gates, w_hh, lengths, dgi, dgh, cache.reverse,
             reset_after)
     path = persistent.backward(k.persistent, *args)
     if path is None:

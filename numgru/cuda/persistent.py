@@ -72,7 +72,7 @@ def build(dtype_name, config_key):
             w_s[(gate * units + j_local) * row_stride + k] = \
                 w_hh[(first_gate + gate) * H + j, k] if j < H else ZERO
 
-    def forward_kernel(gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, reverse,
+    def forward_kernel(gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, reverse,
                        reset_after, train, units):
         """All T steps in one cooperative launch. hbuf (2, B, H): h ping-pongs between its halves.
 
@@ -137,13 +137,13 @@ def build(dtype_name, config_key):
                             if reset_after:
                                 forward_full(t, b, j, H, partial[0, tid], partial[1, tid],
                                              partial[2, tid], gi, h_in, h_out, b_hh, lengths, y,
-                                             h_prev, gates, hn, train)
+                                             h_prev, gates, train)
                             elif phase == 0:
                                 forward_rz(t, b, j, H, partial[0, tid], partial[1, tid], gi, h_in,
                                            rh, rz, b_hh, lengths)
                             else:
                                 forward_n(t, b, j, H, partial[0, tid], gi, h_in, h_out, rz, b_hh,
-                                          lengths, y, h_prev, gates, hn, train)
+                                          lengths, y, h_prev, gates, train)
                         cuda.syncthreads()
                 grid.sync()
 
@@ -157,7 +157,7 @@ def build(dtype_name, config_key):
             k = unit_slice * units + k_local
             w_s[k_local * col_stride + gate] = w_hh[gate, k] if k < H else ZERO
 
-    def backward_kernel(dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse, reset_after,
+    def backward_kernel(dy, dh, h_prev, gates, w_hh, lengths, dgi, dgh, reverse, reset_after,
                         units):
         """The reverse loop in one cooperative launch. dh (B, H): dL/dh_n in, dL/dh0 out.
 
@@ -191,7 +191,7 @@ def build(dtype_name, config_key):
                     b = out // units
                     j = unit_slice * units + (out - b * units)
                     if j < H:
-                        backward_point(t, b, j, H, dy, dh, h_prev, gates, hn, lengths, dgi, dgh,
+                        backward_point(t, b, j, H, dy, dh, h_prev, gates, lengths, dgi, dgh,
                                        reset_after)
             grid.sync()
             # Phase B (reset_after=False only): d(r ⊙ h)[b, k] = Σ_j da_n[b, j] W_hn[j, k], then r's
@@ -233,13 +233,12 @@ def build(dtype_name, config_key):
             # No grid sync here: the next step's phase A reads only the dh entries this block
             # wrote, and writes dgi/dgh rows of another step than the one phase C read.
 
-    a1, a2, a3 = (array(f, n) for n in (1, 2, 3))
+    a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))
     return Persistent(
         forward=Kernel("persistent_forward", forward_kernel,
-                       (a3, a3, a2, a2, a2, a1, LENGTHS, a3, a3, a3, a3, FLAG, FLAG, FLAG, INDEX),
-                       FM),
+                       (a3, a3, a2, a2, a2, a1, LENGTHS, a3, a3, a4, FLAG, FLAG, FLAG, INDEX), FM),
         backward=Kernel("persistent_backward", backward_kernel,
-                        (a3, a2, a3, a3, a3, a2, LENGTHS, a3, a3, FLAG, FLAG, INDEX), FM))
+                        (a3, a2, a3, a4, a2, LENGTHS, a3, a3, FLAG, FLAG, INDEX), FM))
 
 
 # -- the plan: whether a size takes this path, with how many blocks --
@@ -311,27 +310,26 @@ def plan(kernel, B, H, itemsize, backward):
     return None
 
 
-def forward(pk, gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, reverse,
-            reset_after, train):
+def forward(pk, gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, reverse, reset_after,
+            train):
     """All T steps in one launch of pk.forward (pk a Persistent) where the plan allows; returns
     the path taken ("persistent units=U blocks=N") or None (nothing ran: run step.forward).
 
     gi (T, B, 3H) = x W_ihᵀ + b_ih; hbuf (2, B, H) with h0 in hbuf[0], h_n in hbuf[T % 2] after;
     rh (B, H) and rz (B, 2H) reset_after=False scratch (else placeholders); y (T, B, H) written;
-    with train, the record's h_prev, gates, hn written (else placeholders). reverse, reset_after
-    and train are Python bools."""
+    with train, the cache's h_prev (T, B, H) and gates (4, T, B, H) written (else placeholders).
+    reverse, reset_after and train are Python bools."""
     B, H = hbuf.shape[1], hbuf.shape[2]
     chosen = plan(pk.forward, B, H, gi.dtype.itemsize, backward=False)
     if chosen is None:
         return None
     units, blocks, smem = chosen
     pk.forward[blocks, cfg.PERSIST_THREADS, 0, smem](
-        gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, reverse, reset_after, train,
-        units)
+        gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, reverse, reset_after, train, units)
     return f"persistent units={units} blocks={blocks}"
 
 
-def backward(pk, dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse, reset_after):
+def backward(pk, dy, dh, h_prev, gates, w_hh, lengths, dgi, dgh, reverse, reset_after):
     """The reverse loop in one launch of pk.backward where the plan allows; returns the path
     taken or None (nothing ran: run step.backward). Arguments as step.backward's."""
     B, H = dh.shape
@@ -340,5 +338,5 @@ def backward(pk, dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse, re
         return None
     units, blocks, smem = chosen
     pk.backward[blocks, cfg.PERSIST_THREADS, 0, smem](
-        dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse, reset_after, units)
+        dy, dh, h_prev, gates, w_hh, lengths, dgi, dgh, reverse, reset_after, units)
     return f"persistent units={units} blocks={blocks}"

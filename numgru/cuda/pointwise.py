@@ -33,17 +33,17 @@ def build(dtype_name, config_key):
     FM = config["FASTMATH"]
     g = gate_functions(dtype_name, FM)
     backward_point, backward_reset = g.backward_point, g.backward_reset
-    a1, a2, a3 = (array(f, n) for n in (1, 2, 3))
+    a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))
 
-    def point_kernel(t, dy, dh, h_prev, gates, hn, lengths, dgi, dgh, reset_after):
+    def point_kernel(t, dy, dh, h_prev, gates, lengths, dgi, dgh, reset_after):
         """backward_point for every (b, j) of step t: one thread each. dy (T, B, H), dh (B, H),
-        the record's h_prev (T, B, H), gates (T, B, 3H), hn (T, B, H); dgi, dgh (T, B, 3H)."""
+        the cache's h_prev (T, B, H) and gates (4, T, B, H); dgi, dgh (T, B, 3H)."""
         B = dh.shape[0]
         H = dh.shape[1]
         i = cuda.grid(1)
         if i < B * H:
             b = i // H
-            backward_point(t, b, i - b * H, H, dy, dh, h_prev, gates, hn, lengths, dgi, dgh,
+            backward_point(t, b, i - b * H, H, dy, dh, h_prev, gates, lengths, dgi, dgh,
                            reset_after)
 
     def reset_kernel(t, d_rh, dh, h_prev, gates, lengths, dgi, dgh):
@@ -76,14 +76,14 @@ def build(dtype_name, config_key):
             rem = i - t * B * H
             b = rem // H
             k = rem - b * H
-            out[t, b, k] = gates[t, b, k] * h_prev[t, b, k]
+            out[t, b, k] = gates[0, t, b, k] * h_prev[t, b, k]
 
     return Pointwise(
         point=Kernel("backward_point", point_kernel,
-                     (INDEX, a3, a2, a3, a3, a3, LENGTHS, a3, a3, FLAG), FM),
-        reset=Kernel("backward_reset", reset_kernel, (INDEX, a2, a2, a3, a3, LENGTHS, a3, a3), FM),
+                     (INDEX, a3, a2, a3, a4, LENGTHS, a3, a3, FLAG), FM),
+        reset=Kernel("backward_reset", reset_kernel, (INDEX, a2, a2, a3, a4, LENGTHS, a3, a3), FM),
         colsum=Kernel("colsum", colsum_kernel, (array(f, 2, "A"), a1), FM),
-        reset_times_h=Kernel("reset_times_h", reset_times_h_kernel, (a3, a3, a3), FM))
+        reset_times_h=Kernel("reset_times_h", reset_times_h_kernel, (a4, a3, a3), FM))
 
 
 def colsum(p, a, out):

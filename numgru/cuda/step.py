@@ -48,10 +48,10 @@ def build(dtype_name, config_key):
         FULL, RZ = variant == "full", variant == "rz"  # Python bools: constants in the kernel
 
         def step_kernel(t, gi, h_in, v_in, h_out, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates,
-                        hn, train):
+                        train):
             """One step for a (TY sequences) x (TX units) tile: the NG gate blocks of W_hh from
             G0 times v_in (h, or r ⊙ h for variant "n"), then the gate math. h_in, v_in, h_out,
-            rh (B, H); rz (B, 2H); gi (T, B, 3H); y, h_prev (T, B, H); gates (T, B, 3H).
+            rh (B, H); rz (B, 2H); gi (T, B, 3H); y, h_prev (T, B, H); gates (4, T, B, H).
 
             Block (TX, TY); grid (⌈H/TX⌉, ⌈B/TY⌉). Thread (tx, ty) owns unit j, sequence b.
             """
@@ -87,16 +87,16 @@ def build(dtype_name, config_key):
             if b < B and j < H:
                 if FULL:
                     forward_full(t, b, j, H, acc0, acc1, acc2, gi, h_in, h_out, b_hh, lengths, y,
-                                 h_prev, gates, hn, train)
+                                 h_prev, gates, train)
                 elif RZ:
                     forward_rz(t, b, j, H, acc0, acc1, gi, h_in, rh, rz, b_hh, lengths)
                 else:
                     forward_n(t, b, j, H, acc0, gi, h_in, h_out, rz, b_hh, lengths, y, h_prev,
-                              gates, hn, train)
+                              gates, train)
 
-        a1, a2, a3 = (array(f, n) for n in (1, 2, 3))
+        a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))
         return Kernel(f"step_{variant}_tile{TY}", step_kernel,
-                      (INDEX, a3, a2, a2, a2, a2, a2, a2, a1, LENGTHS, a3, a3, a3, a3, FLAG), FM)
+                      (INDEX, a3, a2, a2, a2, a2, a2, a2, a1, LENGTHS, a3, a3, a4, FLAG), FM)
 
     tiles = []
     ty = 1
@@ -108,8 +108,8 @@ def build(dtype_name, config_key):
     return StepKernels(kernels, TX, tuple(tiles))
 
 
-def forward(sk, gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, reverse,
-            reset_after, train):
+def forward(sk, gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, reverse, reset_after,
+            train):
     """All T steps of the recurrence, one launch per step (two for reset_after=False), with the
     kernels sk (StepKernels); arguments as persistent.forward's. Step s reads hbuf[s % 2] and
     writes the other half."""
@@ -122,15 +122,15 @@ def forward(sk, gi, hbuf, rh, rz, w_hh, b_hh, lengths, y, h_prev, gates, hn, rev
         h_in, h_out = hbuf[s % 2], hbuf[(s + 1) % 2]
         if reset_after:
             sk.kernels["full", ty][grid, (tx, ty)](t, gi, h_in, h_in, h_out, rh, rz, w_hh, b_hh,
-                                                   lengths, y, h_prev, gates, hn, train)
+                                                   lengths, y, h_prev, gates, train)
         else:
             sk.kernels["rz", ty][grid, (tx, ty)](t, gi, h_in, h_in, h_out, rh, rz, w_hh, b_hh,
-                                                 lengths, y, h_prev, gates, hn, train)
+                                                 lengths, y, h_prev, gates, train)
             sk.kernels["n", ty][grid, (tx, ty)](t, gi, h_in, rh, h_out, rh, rz, w_hh, b_hh,
-                                                lengths, y, h_prev, gates, hn, train)
+                                                lengths, y, h_prev, gates, train)
 
 
-def backward(pw, g, dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse, reset_after):
+def backward(pw, g, dy, dh, h_prev, gates, w_hh, lengths, dgi, dgh, reverse, reset_after):
     """The reverse loop, per step the pointwise kernel pw.point (a Pointwise) and the products
     with W_hh as GEMMs (g, a Gemm): dh (B, H) += dgh_t W_hh, so dh goes from dL/dh_n to dL/dh0;
     dgi and dgh (T, B, 3H) are written. reset_after=False first needs d(r ⊙ h) = da_n W_hn over
@@ -140,7 +140,7 @@ def backward(pw, g, dy, dh, h_prev, gates, hn, w_hh, lengths, dgi, dgh, reverse,
     d_rh = None if reset_after else cuda.device_array((B, H), dy.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
-        pw.point[grid, threads](t, dy, dh, h_prev, gates, hn, lengths, dgi, dgh, reset_after)
+        pw.point[grid, threads](t, dy, dh, h_prev, gates, lengths, dgi, dgh, reset_after)
         if reset_after:
             gemm(g, dgh[t], w_hh, dh, accumulate=True)  # dh += dgh_t W_hh
         else:
