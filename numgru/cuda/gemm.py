@@ -11,10 +11,9 @@ shared memory (config.py).
 import functools
 from typing import NamedTuple
 
-import numpy as np
 from numba import cuda
 
-from .kernel import FLAG, Kernel, array, cdiv, float_type, placeholder
+from .kernel import FLAG, Kernel, array, build_inputs, cdiv, placeholder
 
 
 class Gemm(NamedTuple):
@@ -32,10 +31,7 @@ FORMS = {(False, True): "nt", (False, False): "nn", (True, False): "tn"}
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The GEMM kernels for arrays of dtype_name under the tunables config_key (config.snapshot)."""
-    config = dict(config_key)
-    f = float_type(dtype_name)
-    ZERO = (np.float32 if dtype_name == "float32" else np.float64)(0)
-    FM = config["FASTMATH"]
+    config, f, ZERO, FM = build_inputs(dtype_name, config_key)
     GX, GY = config["GEMM_THREADS_X"], config["GEMM_THREADS_Y"]
     RM, RN, BK = config["GEMM_REG_M"], config["GEMM_REG_N"], config["GEMM_TILE_K"]
     BM, BN, GT = GY * RM, GX * RN, GX * GY  # tile of c; threads per block

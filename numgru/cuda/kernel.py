@@ -33,6 +33,15 @@ def float_type(dtype_name):
     return types.float32 if dtype_name == "float32" else types.float64
 
 
+def build_inputs(dtype_name, config_key):
+    """What every kernel family's build starts from: (the tunables as a dict, the numba float
+    type, the dtype's 0 and the fastmath flag). The 0 is a typed constant: a Python 0.0 would be a
+    float64 in float32 kernels."""
+    config = dict(config_key)
+    zero = (np.float32 if dtype_name == "float32" else np.float64)(0)
+    return config, float_type(dtype_name), zero, config["FASTMATH"]
+
+
 def array(f, ndim, layout="C"):
     """An ndim-D array of numba type f; layout "A" for views such as column slices."""
     return types.Array(f, ndim, layout)

@@ -14,12 +14,11 @@ r's gradient first).
 import functools
 from typing import NamedTuple
 
-import numpy as np
 from numba import cuda
 
 from . import config as cfg
 from .gates import build as gate_functions
-from .kernel import FLAG, INDEX, LENGTHS, SIMULATOR, Kernel, array, cdiv, float_type, odd
+from .kernel import FLAG, INDEX, LENGTHS, SIMULATOR, Kernel, array, build_inputs, cdiv, odd
 
 
 class Persistent(NamedTuple):
@@ -32,10 +31,7 @@ class Persistent(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The persistent kernels for arrays of dtype_name under the tunables config_key."""
-    config = dict(config_key)
-    f = float_type(dtype_name)
-    ZERO = (np.float32 if dtype_name == "float32" else np.float64)(0)
-    FM = config["FASTMATH"]
+    config, f, ZERO, FM = build_inputs(dtype_name, config_key)
     THREADS, KSPLIT = config["PERSIST_THREADS"], config["PERSIST_KSPLIT"]
     if KSPLIT & (KSPLIT - 1) or THREADS % KSPLIT:
         raise ValueError(f"PERSIST_KSPLIT: expected a power of two dividing PERSIST_THREADS "

@@ -7,12 +7,11 @@ fused into its recurrent kernels (step.py, persistent.py) instead.
 import functools
 from typing import NamedTuple
 
-import numpy as np
 from numba import cuda
 
 from . import config as cfg
 from .gates import build as gate_functions
-from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, cdiv, float_type, pointwise_grid
+from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, build_inputs, cdiv, pointwise_grid
 
 
 class Pointwise(NamedTuple):
@@ -27,10 +26,7 @@ class Pointwise(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The pointwise kernels for arrays of dtype_name under the tunables config_key."""
-    config = dict(config_key)
-    f = float_type(dtype_name)
-    ZERO = (np.float32 if dtype_name == "float32" else np.float64)(0)
-    FM = config["FASTMATH"]
+    config, f, ZERO, FM = build_inputs(dtype_name, config_key)
     g = gate_functions(dtype_name, FM)
     backward_point, backward_reset = g.backward_point, g.backward_reset
     a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))

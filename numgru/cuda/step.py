@@ -8,12 +8,11 @@ caller's (__init__.py); the path choice is persistent.py's.
 import functools
 from typing import NamedTuple
 
-import numpy as np
 from numba import cuda
 
 from .gates import build as gate_functions
 from .gemm import gemm
-from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, cdiv, float_type, pointwise_grid
+from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, build_inputs, cdiv, pointwise_grid
 
 # The step kernel's variants: which rows of W_hh a tile multiplies, and by what.
 VARIANTS = {
@@ -34,10 +33,7 @@ class StepKernels(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The per-step kernels for arrays of dtype_name under the tunables config_key."""
-    config = dict(config_key)
-    f = float_type(dtype_name)
-    ZERO = (np.float32 if dtype_name == "float32" else np.float64)(0)
-    FM = config["FASTMATH"]
+    config, f, ZERO, FM = build_inputs(dtype_name, config_key)
     TX = config["STEP_TILE_UNITS"]
     TXP = TX + 1  # padded row: column reads of w_s spread over the banks
     g = gate_functions(dtype_name, FM)
