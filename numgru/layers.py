@@ -155,7 +155,11 @@ class _Parameters:
 
 
 class GRU(_Parameters):
-    """Multi-layer, optionally bidirectional GRU, the drop-in counterpart of torch.nn.GRU.
+    """Multi-layer, optionally bidirectional GRU with torch.nn.GRU's parameter names, shapes,
+    gate order and packed-sequence semantics, but not quite a drop-in: batch_first defaults to
+    True here (x (B, T, I), the layout of the rest of numgru), where torch.nn.GRU defaults to
+    False (x (T, B, I)). Pass batch_first=False for torch's layout; h0 and h_n are
+    (num_layers·D, B, H) either way, as in torch.
 
     reset_after=True is PyTorch's / cuDNN's variant, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
     reset_after=False is the original one, n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
