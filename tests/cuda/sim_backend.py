@@ -1,48 +1,25 @@
-"""CUDA kernels against the NumPy reference under Numba's CUDA simulator, on tiny sizes.
-
-Not collected by a plain `pytest` run (the name has no test_ prefix): tests/test_cuda_sim.py runs it
-in a child process with NUMBA_ENABLE_CUDASIM=1, which Numba reads at import. Block shapes are patched
-small (4x4 GEMM tiles 4 deep, 4-unit step tiles, 4-thread persistent blocks) so that the sizes below,
-none a multiple of a tile, exercise partial edge tiles. The simulator runs every thread as a Python
-thread: keep sizes tiny.
+"""Rung 5 of the verification ladder, the kernels: the CUDA backend (numgru/cuda: __init__.py's
+forward and backward on both recurrence paths, gemm.py, step.py, persistent.py, pointwise.py and
+gates.py) against the NumPy reference under Numba's CUDA simulator, on tiny sizes. Run by
+tests/cuda/test_cuda_sim.py (see sim_setup.py).
 """
-
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    raise RuntimeError("run through tests/test_cuda_sim.py: this module needs NUMBA_ENABLE_CUDASIM=1 "
-                       "set before Numba is imported")
+import sim_setup  # noqa: F401  (first: the simulator's check and the small tunables)
+from sim_setup import cfg
 
-from numgru.cuda import config as cfg  # noqa: E402
+from numba import cuda
 
-# Small blocks, patched before any kernel is built (kernels are built per set of tunables).
-cfg.GEMM_THREADS_X = 2
-cfg.GEMM_THREADS_Y = 2
-cfg.GEMM_REG_M = 2
-cfg.GEMM_REG_N = 2
-cfg.GEMM_TILE_K = 4
-cfg.STEP_TILE_UNITS = 4
-cfg.STEP_TILE_BATCH = 2
-cfg.POINTWISE_THREADS = 8
-cfg.PERSIST_THREADS = 4
-cfg.PERSIST_KSPLIT = 2
-cfg.COLSUM_THREADS = 4
-
-from numba import cuda  # noqa: E402
-
-import numgru as ng  # noqa: E402
-from numgru import backend, reference  # noqa: E402
-from numgru import cuda as gcuda  # noqa: E402
-from numgru import _mathfn  # noqa: E402
-from numgru.cuda.gemm import gemm  # noqa: E402
-from numgru.cuda.pointwise import colsum  # noqa: E402
+from numgru import _mathfn, reference
+from numgru import cuda as gcuda
+from numgru.cuda.gemm import gemm
+from numgru.cuda.pointwise import colsum
 
 # Tolerances against the float64 reference. float64: a few ulps of accumulated rounding over dot
-# products of at most 15 terms. float32: the inputs are float32, the reference runs in float64 on the
-# same values; 1e-5 bounds float32 rounding over T=3 steps of sums of ≤ 15 terms (|terms| ≲ 3).
+# products of at most 15 terms. float32: the inputs are float32, the reference runs in float64 on
+# the same values; 1e-5 bounds float32 rounding over T=3 steps of sums of ≤ 15 terms (|terms| ≲ 3).
 TOL = {np.float64: dict(rtol=1e-11, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 T, B, I, H = 3, 3, 5, 5  # B·T = 9 GEMM rows over 4-row tiles; H = 5 over 4-unit tiles
@@ -153,14 +130,13 @@ def test_colsum_kernel():
 
 
 def test_sigmoid_device_function_saturates_without_overflow():
-    # The device helper through a test-only kernel: σ at the extremes must be 0 and 1, not NaN.
-    sigmoid = cuda.jit(device=True)(_mathfn.sigmoid)
-
+    # _mathfn's σ in device code, float64: at the extremes 0 and 1, not NaN (the float32 bound is
+    # sim_mathfn.py's).
     @cuda.jit
     def _sigmoid_test_kernel(a, out):
         i = cuda.grid(1)
         if i < a.shape[0]:
-            out[i] = sigmoid(a[i])
+            out[i] = _mathfn.sigmoid(a[i])
 
     a = np.array([-800.0, -30.0, -1.0, 0.0, 1.5, 30.0, 800.0])
     out = cuda.device_array(a.shape, np.float64)
@@ -168,114 +144,3 @@ def test_sigmoid_device_function_saturates_without_overflow():
     want = np.where(a >= 0, 1 / (1 + np.exp(-np.clip(a, 0, None))),
                     np.exp(np.clip(a, None, 0)) / (1 + np.exp(np.clip(a, None, 0))))
     _check("sigmoid", out, want, np.float64)
-
-
-# -- the array operations layers.py uses on the device, against numpy --
-
-def test_device_array_operations():
-    ops = gcuda.DeviceArrays()
-    rng = np.random.default_rng(4)
-    a = rng.standard_normal((3, 2, 5))
-    b = rng.standard_normal((3, 2, 4))
-    da, db = ops.to_device(a), ops.to_device(b)
-    np.testing.assert_array_equal(ops.to_host(ops.concat_last([da, db])),
-                                  np.concatenate([a, b], axis=2))
-    np.testing.assert_array_equal(ops.to_host(ops.take_last(da, 1, 4)), a[:, :, 1:4])
-    np.testing.assert_array_equal(ops.to_host(ops.swap01(da)), a.swapaxes(0, 1))
-    np.testing.assert_array_equal(ops.to_host(ops.mul(da, da)), a * a)
-    acc = ops.to_device(a.copy())
-    ops.add_into(acc, da)
-    np.testing.assert_array_equal(ops.to_host(acc), 2 * a)
-    ops.fill_zero(acc)
-    np.testing.assert_array_equal(ops.to_host(acc), np.zeros_like(a))
-    np.testing.assert_array_equal(ops.to_host(ops.zeros((2, 3), np.float32)), np.zeros((2, 3)))
-
-
-def test_device_inputs_are_checked_and_cast():
-    ops = gcuda.DeviceArrays()
-    x = np.arange(6.0).reshape(2, 3)
-    got = ops.accept_device("x", cuda.to_device(x), np.float32)
-    assert got.dtype == np.float32
-    np.testing.assert_array_equal(got.copy_to_host(), x.astype(np.float32))
-    bad = x.copy()
-    bad[1, 2] = np.nan
-    with pytest.raises(ValueError, match=r"x: contains NaN or Inf \(1 of 6"):
-        ops.accept_device("x", cuda.to_device(bad), np.float64)
-    with pytest.raises(ValueError, match="x: expected a C-contiguous device array"):
-        ops.accept_device("x", cuda.to_device(x)[:, 1:], np.float64)
-
-
-# -- the layers on device="cuda", against the same layers on the NumPy reference backend --
-
-def _layer_pair(cls, *args, **kwargs):
-    return cls(*args, device="cuda", **kwargs), cls(*args, device="numpy", **kwargs)
-
-
-def test_gru_layer_on_cuda_matches_reference_layer():
-    # Two layers, bidirectional, dropout between them, lengths, batch_first: every path of layers.py
-    # that moves activations around on the device (swap, concat, take, mask, add).
-    kwargs = dict(num_layers=2, bidirectional=True, dropout=0.25, dtype="float64", seed=7)
-    dev, ref = _layer_pair(ng.GRU, 4, 3, **kwargs)
-    for name, value in dev.state_dict().items():
-        np.testing.assert_array_equal(value, ref.state_dict()[name])
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 2, 4))  # (B, T, I)
-    h0 = rng.standard_normal((4, 3, 3))
-    lengths = [2, 1, 2]
-    y, h_n = dev.forward(x, h0, lengths, train=True)
-    y_r, h_r = ref.forward(x, h0, lengths, train=True)
-    assert isinstance(y, np.ndarray) and isinstance(h_n, np.ndarray)
-    np.testing.assert_allclose(y, y_r, **TOL[np.float64])
-    np.testing.assert_allclose(h_n, h_r, **TOL[np.float64])
-    dy = rng.standard_normal(y.shape)
-    dh_n = rng.standard_normal(h_n.shape)
-    dx, dh0 = dev.backward(dy, dh_n)
-    dx_r, dh0_r = ref.backward(dy, dh_n)
-    np.testing.assert_allclose(dx, dx_r, **TOL[np.float64])
-    np.testing.assert_allclose(dh0, dh0_r, **TOL[np.float64])
-    for name, grad in dev.grads.items():
-        np.testing.assert_allclose(dev._ops.to_host(grad), ref.grads[name], err_msg=name,
-                                   **TOL[np.float64])
-    dev.zero_grad()
-    assert not np.any(dev._ops.to_host(dev.flat_grads))
-
-
-def test_gru_layer_device_arrays_in_and_out():
-    dev, ref = _layer_pair(ng.GRU, 3, 2, dtype="float32", seed=8, batch_first=False)
-    x = np.random.default_rng(6).standard_normal((2, 2, 3)).astype(np.float32)
-    y, h_n = dev(cuda.to_device(x), return_device=True)
-    assert backend.is_device_array(y) and backend.is_device_array(h_n)
-    y_r, h_r = ref(x)
-    np.testing.assert_allclose(y.copy_to_host(), y_r, **TOL[np.float32])
-    np.testing.assert_allclose(h_n.copy_to_host(), h_r, **TOL[np.float32])
-    # The parameters live on the device; a state_dict round trip goes through the host.
-    assert backend.is_device_array(dev.flat_params)
-    sd = {k: v * 0.5 for k, v in dev.state_dict().items()}
-    dev.load_state_dict(sd)
-    ref.load_state_dict(sd)
-    np.testing.assert_allclose(dev(x)[0], ref(x)[0], **TOL[np.float32])
-
-
-def test_grucell_on_cuda_matches_reference_cell():
-    dev, ref = _layer_pair(ng.GRUCell, 4, 3, reset_after=False, dtype="float64", seed=9)
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal(4)  # unbatched
-    h = rng.standard_normal(3)
-    h1 = dev.forward(x, h, train=True)
-    h1_r = ref.forward(x, h, train=True)
-    np.testing.assert_allclose(h1, h1_r, **TOL[np.float64])
-    dh1 = rng.standard_normal(3)
-    for got, want in zip(dev.backward(dh1), ref.backward(dh1)):
-        np.testing.assert_allclose(got, want, **TOL[np.float64])
-    for name, grad in dev.grads.items():
-        np.testing.assert_allclose(dev._ops.to_host(grad), ref.grads[name], err_msg=name,
-                                   **TOL[np.float64])
-
-
-def test_dispatcher_under_simulator(monkeypatch):
-    usable, reason = ng.cuda_status()
-    assert usable and "simulator" in reason
-    monkeypatch.delenv(backend.ENV_VAR, raising=False)
-    assert backend.resolve("auto") == "cpu"  # the simulator is used only when asked for by name
-    monkeypatch.setenv(backend.ENV_VAR, "cuda")
-    assert backend.resolve("auto") == "cuda"

@@ -1,7 +1,11 @@
-"""Runs the CUDA kernel checks (tests/cuda_sim_cases.py) under Numba's CUDA simulator.
+"""Rung 5 of the verification ladder: runs the tests/cuda/sim_*.py modules under Numba's CUDA
+simulator (sim_backend.py: the kernels against the reference; sim_arrays.py: the device array
+operations and the layers on device="cuda"; sim_training.py: model, optimizers and Trainer on the
+device; sim_mathfn.py: the float32 sigmoid and tanh as device code), and the GPU benchmark's
+harness in its dry-run mode.
 
-NUMBA_ENABLE_CUDASIM is read when Numba is imported, so the checks run in a child pytest process
-with the variable set; this test fails when that process fails and shows its report.
+NUMBA_ENABLE_CUDASIM is read when Numba is imported, so the sim modules run in one child pytest
+process with the variable set; this test fails when that process fails, and shows its report.
 """
 
 import importlib.util
@@ -12,13 +16,32 @@ from pathlib import Path
 
 import pytest
 
-from helpers import require_numba_cuda, run_under_cuda_simulator
+from helpers import require_numba_cuda
 
-CASES = Path(__file__).with_name("cuda_sim_cases.py")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SIM_MODULES = sorted(HERE.glob("sim_*.py"))
 
 
-def test_cuda_kernels_under_simulator():
-    run_under_cuda_simulator(CASES, "CUDA checks")
+def run_under_cuda_simulator(modules, what, timeout=1500):
+    """Run the pytest modules in a child process with NUMBA_ENABLE_CUDASIM=1, and fail with the
+    child's report unless every case ran and passed: a skipped or deselected case would check
+    nothing."""
+    require_numba_cuda()
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env.pop("NUMGRU_DEVICE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"]
+        + [str(m) for m in modules], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout)
+    report = proc.stdout[-20000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0, f"simulated {what} failed:\n{report}"
+    last = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in last and "skipped" not in last and "deselected" not in last, report
+
+
+def test_cuda_under_simulator():
+    run_under_cuda_simulator([m for m in SIM_MODULES if m.name != "sim_setup.py"], "CUDA checks")
 
 
 def test_gpu_benchmark_harness_dry_run(tmp_path):
@@ -32,7 +55,7 @@ def test_gpu_benchmark_harness_dry_run(tmp_path):
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if k != "NUMGRU_DEVICE"}
     proc = subprocess.run(
-        [sys.executable, str(CASES.parent.parent / "benchmarks" / "bench_cuda.py"), "--dry-run",
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cuda.py"), "--dry-run",
          "--json", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert "tiny: results match torch" in proc.stdout
