@@ -28,6 +28,16 @@ class Persistent(NamedTuple):
     backward: Kernel
 
 
+class _Shape(NamedTuple):
+    """What the persistent kernels are compiled for: constants of their code and shared arrays."""
+
+    f: object  # the numba float type
+    zero: object  # the dtype's 0
+    threads: int  # PERSIST_THREADS per block
+    ksplit: int  # PERSIST_KSPLIT threads per dot product (a power of two)
+    slots: int  # threads // ksplit: outputs (row, unit) a block reduces at once
+
+
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The persistent kernels for arrays of dtype_name under the tunables config_key."""
@@ -36,13 +46,19 @@ def build(dtype_name, config_key):
     if KSPLIT & (KSPLIT - 1) or THREADS % KSPLIT:
         raise ValueError(f"PERSIST_KSPLIT: expected a power of two dividing PERSIST_THREADS "
                          f"({THREADS}), got {KSPLIT}")
-    SLOTS = THREADS // KSPLIT  # outputs (row, unit) a block reduces at once
+    shape = _Shape(f, ZERO, THREADS, KSPLIT, THREADS // KSPLIT)
     g = gate_functions(dtype_name, FM)
-    forward_full, forward_rz, forward_n = g.forward_full, g.forward_rz, g.forward_n
-    backward_point, backward_reset = g.backward_point, g.backward_reset
+    block_sum = _block_sum(shape)
+    return Persistent(_forward_kernel(shape, block_sum, g, FM),
+                      _backward_kernel(shape, block_sum, g, FM))
+
+
+def _block_sum(shape):
+    """The block's tree reduction of per-thread partial sums, as a device function."""
+    KSPLIT = shape.ksplit
 
     @cuda.jit(device=True)
-    def _block_sum(partial, tid, lane):
+    def block_sum(partial, tid, lane):
         """Tree sum of partial[:, tid - lane : tid - lane + KSPLIT] into partial[:, tid - lane]
         (every thread calls; lane = tid % KSPLIT)."""
         stride = KSPLIT // 2
@@ -53,6 +69,14 @@ def build(dtype_name, config_key):
                 partial[2, tid] += partial[2, tid + stride]
             cuda.syncthreads()
             stride //= 2
+
+    return block_sum
+
+
+def _forward_kernel(shape, block_sum, g, fastmath):
+    """The persistent forward Kernel for a _Shape, with the gate functions g (gates.py)."""
+    f, ZERO, THREADS, KSPLIT, SLOTS = shape
+    forward_full, forward_rz, forward_n = g.forward_full, g.forward_rz, g.forward_n
 
     @cuda.jit(device=True)
     def _load_rows(w_s, w_hh, first_gate, ngates, unit_slice, units, H, row_stride, tid):
@@ -128,7 +152,7 @@ def build(dtype_name, config_key):
                         partial[1, tid] = p1
                         partial[2, tid] = p2
                         cuda.syncthreads()
-                        _block_sum(partial, tid, lane)
+                        block_sum(partial, tid, lane)
                         if lane == 0 and active:
                             if reset_after:
                                 forward_full(t, b, j, H, partial[0, tid], partial[1, tid],
@@ -142,6 +166,16 @@ def build(dtype_name, config_key):
                                           lengths, y, h_prev, gates, train)
                         cuda.syncthreads()
                 grid.sync()
+
+    a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))
+    return Kernel("persistent_forward", forward_kernel,
+                  (a3, a3, a2, a2, a2, a1, LENGTHS, a3, a3, a4, FLAG, FLAG, FLAG, INDEX), fastmath)
+
+
+def _backward_kernel(shape, block_sum, g, fastmath):
+    """The persistent backward Kernel for a _Shape, with the gate functions g (gates.py)."""
+    f, ZERO, THREADS, KSPLIT, SLOTS = shape
+    backward_point, backward_reset = g.backward_point, g.backward_reset
 
     @cuda.jit(device=True)
     def _load_cols(w_s, w_hh, unit_slice, units, H, col_stride, tid):
@@ -216,7 +250,7 @@ def build(dtype_name, config_key):
                         partial[1, tid] = ZERO
                         partial[2, tid] = ZERO
                         cuda.syncthreads()
-                        _block_sum(partial, tid, lane)
+                        block_sum(partial, tid, lane)
                         if lane == 0 and active:
                             if phase == 0:
                                 backward_reset(t, b, k, partial[0, tid], dh, h_prev, gates,
@@ -229,12 +263,9 @@ def build(dtype_name, config_key):
             # No grid sync here: the next step's phase A reads only the dh entries this block
             # wrote, and writes dgi/dgh rows of another step than the one phase C read.
 
-    a1, a2, a3, a4 = (array(f, n) for n in (1, 2, 3, 4))
-    return Persistent(
-        forward=Kernel("persistent_forward", forward_kernel,
-                       (a3, a3, a2, a2, a2, a1, LENGTHS, a3, a3, a4, FLAG, FLAG, FLAG, INDEX), FM),
-        backward=Kernel("persistent_backward", backward_kernel,
-                        (a3, a2, a3, a4, a2, LENGTHS, a3, a3, FLAG, FLAG, INDEX), FM))
+    a2, a3, a4 = (array(f, n) for n in (2, 3, 4))
+    return Kernel("persistent_backward", backward_kernel,
+                  (a3, a2, a3, a4, a2, LENGTHS, a3, a3, FLAG, FLAG, INDEX), fastmath)
 
 
 # -- the plan: whether a size takes this path, with how many blocks --
