@@ -55,13 +55,17 @@ def build(dtype_name, fastmath):
                 gates[g, t, b, j] = ZERO
 
     @cuda.jit(device=True, fastmath=FM)
-    def store_cache(t, b, j, h, r, z, n, hn_j, h_prev, gates):
-        """The training cache's entries of (t, b, j)."""
-        h_prev[t, b, j] = h
-        gates[0, t, b, j] = r
-        gates[1, t, b, j] = z
-        gates[2, t, b, j] = n
-        gates[3, t, b, j] = hn_j
+    def store_step(t, b, j, h, h_new, r, z, n, hn_j, h_out, y, h_prev, gates, train):
+        """A valid step's results at (t, b, j): the next state, the output and, with train, the
+        training cache's entries (the state h entering the step, r, z, n, hn)."""
+        h_out[b, j] = h_new
+        y[t, b, j] = h_new
+        if train:
+            h_prev[t, b, j] = h
+            gates[0, t, b, j] = r
+            gates[1, t, b, j] = z
+            gates[2, t, b, j] = n
+            gates[3, t, b, j] = hn_j
 
     @cuda.jit(device=True, fastmath=FM)
     def forward_full(t, b, j, H, a_r, a_z, a_n, gi, h_in, h_out, b_hh, lengths, y, h_prev, gates,
@@ -74,10 +78,7 @@ def build(dtype_name, fastmath):
         hn_j = a_n + b_hh[2 * H + j]
         r, z, n, h_new = cell_forward(gi[t, b, j], gi[t, b, H + j], gi[t, b, 2 * H + j],
                                       a_r + b_hh[j], a_z + b_hh[H + j], hn_j, h, ONE, True)
-        h_out[b, j] = h_new
-        y[t, b, j] = h_new
-        if train:
-            store_cache(t, b, j, h, r, z, n, hn_j, h_prev, gates)
+        store_step(t, b, j, h, h_new, r, z, n, hn_j, h_out, y, h_prev, gates, train)
 
     @cuda.jit(device=True, fastmath=FM)
     def forward_rz(t, b, j, H, a_r, a_z, gi, h_in, rh, rz, b_hh, lengths):
@@ -101,10 +102,7 @@ def build(dtype_name, fastmath):
         z = rz[b, H + j]
         hn_j = a_n + b_hh[2 * H + j]
         n, h_new = candidate(gi[t, b, 2 * H + j], hn_j, r, z, h, ONE, False)
-        h_out[b, j] = h_new
-        y[t, b, j] = h_new
-        if train:
-            store_cache(t, b, j, h, r, z, n, hn_j, h_prev, gates)
+        store_step(t, b, j, h, h_new, r, z, n, hn_j, h_out, y, h_prev, gates, train)
 
     @cuda.jit(device=True, fastmath=FM)
     def backward_point(t, b, j, H, dy, dh, h_prev, gates, lengths, dgi, dgh, reset_after):
