@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.test-installed
 # come from the test extra), it runs on the numba numgru uses: see pyproject.toml's aeon extra.
 AEON := aeon==1.6.0
 
-.PHONY: demo test bench golden clean
+.PHONY: demo test bench golden gpu-wheels gpu-check gpu-check-dry-run clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,26 @@ bench: $(TEST_STAMP)
 
 golden: $(TEST_STAMP)
 	$(PY) tests/golden/make_golden.py
+
+# The one-shot GPU check (tools/gpu_check.sh, the README's CUDA section). gpu-wheels fetches, here,
+# what the GPU machine lacks and cannot fetch itself, into .whl/ (ignored by git): numba-cuda at
+# numgru's pinned release, built for that machine's Python 3.12 on x86-64. Its image brings the
+# CUDA toolkit (NVVM matching its driver) and numba; NVVM as a wheel (60 MB) would not fit the
+# 64 MiB that travels with a call.
+GPU_PYTHON := 3.12
+GPU_WHEELS := numba-cuda==0.30.4
+GPU_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64,--platform $(p))
+
+gpu-wheels: | $(PY)
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+		--implementation cp $(GPU_PLATFORMS) -d .whl $(GPU_WHEELS)
+
+gpu-check:
+	tools/gpu_check.sh gpu-check
+
+gpu-check-dry-run: $(TEST_STAMP)
+	PYTHON=$(PY) tools/gpu_check.sh --dry-run gpu-check-dry-run
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

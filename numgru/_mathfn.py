@@ -1,5 +1,5 @@
-"""Sigmoid and tanh for the compiled kernels: branch-free float32 versions that LLVM vectorises,
-and the accurate libm versions for float64.
+"""Sigmoid and tanh for the compiled kernels of both targets: branch-free float32 versions that LLVM
+vectorises on the CPU, and the accurate libm (CPU) or libdevice (CUDA) versions for float64.
 
 Numba's np.exp / np.tanh are scalar calls into libm here (no SVML), which left the gate math of a
 GRU step slower than its GEMM. In float32 the kernels instead use e^-a built from Cody-Waite range
@@ -10,10 +10,17 @@ reduction (-a = k·ln2 + r, |r| <= ln2/2), a degree-7 Taylor polynomial for e^r 
 were measurably worse). tanh near 0 uses its odd Taylor series up to x^9 (error < 1e-8 relative
 for |x| < 0.25). Every branch is a select, so a loop over a row of gates compiles to SIMD code
 (with error_model="numpy": Python's division check would add a branch). tests/test_mathfn.py bounds
-the error of both functions over the float32 range, NaN and ±Inf included. float64 calls libm: it
-is the dtype of the checks.
+the error of both functions over the float32 range, NaN and ±Inf included, on the CPU, and under
+the CUDA simulator and on a GPU through a device kernel. float64 calls the math library: it is the
+dtype of the checks.
 
-`sigmoid(x)` and `tanh(x)` are generic: call them from @njit code with a float32 or float64 scalar.
+`sigmoid(x)` and `tanh(x)` are generic: call them from @njit code or from numba.cuda device code
+(numgru/_gates.py does both) with a float32 or float64 scalar. Only math-module functions appear
+below (no numpy ufuncs), since those are what both targets compile. Called from plain Python, as
+the CUDA simulator runs device code, a numpy float32 takes the compiled float32 version, so the
+simulated kernels compute what the GPU does.
+
+This is not the reference's sigmoid: reference.py keeps its own, as the independent truth.
 """
 
 import math
@@ -92,17 +99,22 @@ def _tanh32(x):
     x2 = a * a
     small = a * (_ONE + x2 * (_T3 + x2 * (_T5 + x2 * (_T7 + x2 * _T9))))
     t = small if a < _TANH_SMALL else t
-    t = np.copysign(t, x)  # odd function; keeps tanh(-0) = -0
+    t = math.copysign(t, x)  # odd function; keeps tanh(-0) = -0
     return x if x != x else t  # NaN stays NaN
 
 
 def sigmoid(x):
-    """Logistic sigmoid of one float (compiled versions below, by type)."""
+    """Logistic sigmoid of one float (compiled versions below, by type; from Python, a numpy
+    float32 runs the compiled float32 version, anything else the math module)."""
+    if isinstance(x, np.float32):
+        return np.float32(_sigmoid32(x))
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def tanh(x):
-    """tanh of one float (compiled versions below, by type)."""
+    """tanh of one float (compiled versions below, by type; from Python as `sigmoid`)."""
+    if isinstance(x, np.float32):
+        return np.float32(_tanh32(x))
     return math.tanh(x)
 
 
@@ -113,8 +125,8 @@ def _sigmoid_overload(x):
     if isinstance(x, types.Float):
         def _sigmoid64(x):
             if x >= 0:
-                return 1.0 / (1.0 + np.exp(-x))
-            e = np.exp(x)
+                return 1.0 / (1.0 + math.exp(-x))
+            e = math.exp(x)
             return e / (1.0 + e)
         return _sigmoid64
     return None
@@ -125,7 +137,7 @@ def _tanh_overload(x):
     if x == types.float32:
         return lambda x: _tanh32(x)
     if isinstance(x, types.Float):
-        return lambda x: np.tanh(x)
+        return lambda x: math.tanh(x)
     return None
 
 

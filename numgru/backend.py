@@ -1,9 +1,16 @@
 """The dispatcher: turns a device name into the backend module that computes on it.
 
-Every backend module ("numpy" -> reference.py, "cpu" -> cpu.py, "cuda" -> cuda.py) exposes the same
-`forward` / `backward` functions. This module chooses, reports why CUDA is or is not usable, and
-hands layers.py the few array operations it needs on each device (HostArrays here, cuda.DeviceArrays);
-it never computes a GRU step. Nothing here imports numba.cuda until CUDA is asked about.
+Every backend module ("numpy" -> reference.py, "cpu" -> cpu.py, "cuda" -> the numgru.cuda package)
+exposes the same functions, `forward`, `backward` and `step`, with the arguments, shapes, saved
+state and call order of the backend contract (numgru/contract.py). This module chooses, reports
+why CUDA is or is not usable, and hands layers.py the few array operations it needs on each device
+(HostArrays here, cuda.DeviceArrays); it never computes a GRU step. Nothing here imports
+numba.cuda until CUDA is asked about.
+
+Device names: "numpy", "cpu", "cuda", or "auto": the environment variable NUMGRU_DEVICE when set
+(to one of the others), else "cuda" where a real GPU is usable (never the simulator, which is used
+only when asked for by name), else "cpu". Unknown names raise ValueError; "cuda" where it is not
+usable raises RuntimeError with the reason.
 """
 
 import ctypes

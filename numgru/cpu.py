@@ -1,4 +1,5 @@
-"""Numba CPU backend: @njit kernels for one GRU layer and one direction, signatures as reference.py.
+"""Numba CPU backend: @njit kernels for one GRU layer and one direction, the backend contract's
+functions (numgru/contract.py).
 
 A layer pass (`forward`, `backward`) runs as P parts (`_sync.run_parts`: compiled `nogil` kernels
 on numgru's own Python threads, P = min(threads allowed, weight panels), 1 for small products).
@@ -6,10 +7,11 @@ Each part owns a slice of the hidden units and packs its own panels of the weigh
 the parts meet at an atomic barrier once per step (twice for reset_after=False), since every
 step reads the whole previous state. Every matrix product runs in the register tile of `_tile`
 (LLVM vector IR, fused multiply-adds into accumulators held in registers). Per step and part:
-- forward: h W_hh^T for its units' three gates, their gate math (one fused loop per row, float32
-  sigmoid/tanh from _mathfn that LLVM vectorises 16 lanes wide; numpy error model, so no
-  division check breaks the loop) and its slice of the next state (double-buffered); then, in
-  the barrier's window (after arriving, before waiting), the next step's x W_ih^T;
+- forward: h W_hh^T for its units' three gates, their gate math (_gates, shared with the CUDA
+  kernels: one fused loop per row, float32 sigmoid/tanh from _mathfn that LLVM vectorises 16
+  lanes wide; numpy error model, so no division check breaks the loop) and its slice of the
+  next state (double-buffered); then, in the barrier's window (after arriving, before
+  waiting), the next step's x W_ih^T;
 - backward: its units' gate gradients; in the barrier's window the previous step's share of
   the rows of dx and, every ~128 rows, the rows of dW_ih, dW_hh and the biases for its units
   (float32 chains of about _FLUSH_ROWS rows added into float64 sums); after the barrier, its
@@ -25,17 +27,16 @@ parts are busy runs its pass as one part on its own thread, with the same result
 The GRUCell step (`step`) keeps BLAS GEMMs on the weights as stored: one step at a small batch
 does not pay for packing them.
 
-Training cache (per layer and direction, beyond the outputs y it references): the gates r, z, n and
-hn = W_hn h + b_hn (W_hn (r ⊙ h) + b_hn, unused, for reset_after=False: one layout keeps the loops
-free of branches), four (T, B, H) blocks, plus a reference to the input x: T·B·(4H + I) values.
-The state entering each step is not stored: for a valid step it is the previous valid step's
-output (y[t-1] forward, y[t+1] reverse) or h0.
+Training cache (contract.GRUCache, per layer and direction, beyond the outputs y it references):
+gates (4, T, B, H) = r, z, n, hn, plus a reference to the input x: T·B·(4H + I) values. The
+state entering each step is not stored: for a valid step it is the previous valid step's output
+(y[t-1] forward, y[t+1] reverse) or h0.
 
-Numba caches these kernels per source file: after editing _mathfn.py, _tile.py, _sync.py or
-_blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone never has
-stale ones).
+Numba caches these kernels per source file: after editing _mathfn.py, _gates.py, _tile.py,
+_sync.py or _blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone
+never has stale ones).
 
-Shapes, layouts and conventions: see reference.py. Inputs are trusted: layers.py checks them once.
+Shapes, layouts and conventions: see contract.py. Inputs are trusted: layers.py checks them once.
 """
 
 import os
@@ -47,14 +48,21 @@ from numba import njit
 from . import _precompile
 from ._jit import CACHE
 
-from ._cache import GRUCache
-from ._mathfn import sigmoid, tanh
+from . import _gates
+from .contract import GRUCache
 from ._plan import _SURE_SERIAL, plan
 from ._sync import CTRL_SIZE, arrive, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
 
 _JIT = dict(cache=CACHE, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
+
+# The gate math of one unit (numgru/_gates.py, shared with the CUDA kernels), inlined into the row
+# loops below: scalars in and out, so the loops still vectorise.
+_gate = njit(inline="always", **_JIT)(_gates.gate)
+_cell_forward = njit(inline="always", **_JIT)(_gates.forward)
+_cell_backward = njit(inline="always", **_JIT)(_gates.backward)
+_reset_backward = njit(inline="always", **_JIT)(_gates.reset_backward)
 
 
 @njit(inline="always", **_JIT)
@@ -63,20 +71,20 @@ def _forward_units(gir, giz, gin, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, 
     """One batch row of one step on n hidden units: gates from gi = W_i x and gh = W_h h (gh's n
     block is W_hn (r ⊙ h) when not reset_after), each gate's inputs a 0-based view of its own
     (indexing one view at run-time offsets left the loop scalar); h is read and h_next (which
-    may be h itself) and y written; with train, the gates r, z, n and hn are kept.
+    may be h itself) and y written; with train, the gates r, z, n and hn are kept. The math per
+    unit is _gates.forward.
 
     Written so that LLVM vectorises the loops (seen: 6 times faster than the scalar loop): the
     branch on train sits outside them, the variant is a select, each stored gate has an array of
     its own (stores into several blocks of one array at run-time offsets left the loop scalar),
     and the loop bodies call no function that takes an array (its reference counting would land
-    inside the loop)."""
+    inside the loop): the gate math takes scalars and is inlined."""
     if train:
         for j in range(n):
-            r = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j]))
-            z = sigmoid((giz[j] + biz[j]) + (ghz[j] + bhz[j]))
             hn = ghn[j] + bhn[j]
-            nv = tanh((gin[j] + bin_[j]) + (r if reset_after else one) * hn)
-            h_new = (one - z) * nv + z * h[j]
+            r, z, nv, h_new = _cell_forward(gir[j] + bir[j], giz[j] + biz[j], gin[j] + bin_[j],
+                                            ghr[j] + bhr[j], ghz[j] + bhz[j], hn, h[j], one,
+                                            reset_after)
             g_r[j] = r
             g_z[j] = z
             g_n[j] = nv
@@ -85,11 +93,9 @@ def _forward_units(gir, giz, gin, ghr, ghz, ghn, bir, biz, bin_, bhr, bhz, bhn, 
             y[j] = h_new
     else:
         for j in range(n):
-            r = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j]))
-            z = sigmoid((giz[j] + biz[j]) + (ghz[j] + bhz[j]))
-            hn = ghn[j] + bhn[j]
-            nv = tanh((gin[j] + bin_[j]) + (r if reset_after else one) * hn)
-            h_new = (one - z) * nv + z * h[j]
+            h_new = _cell_forward(gir[j] + bir[j], giz[j] + biz[j], gin[j] + bin_[j],
+                                  ghr[j] + bhr[j], ghz[j] + bhz[j], ghn[j] + bhn[j], h[j], one,
+                                  reset_after)[3]
             h_next[j] = h_new
             y[j] = h_new
 
@@ -219,7 +225,7 @@ def _reset_rows(gx, go, gh, bias, j0, n, H, hbuf, ho, rh, B):
         hb = ptr(hbuf, ho + b * HS + j0)
         rhb = ptr(rh, b * HS + j0)
         for j in range(n):
-            rhb[j] = sigmoid((gir[j] + bir[j]) + (ghr[j] + bhr[j])) * hb[j]
+            rhb[j] = _gate(gir[j] + bir[j], ghr[j] + bhr[j]) * hb[j]
 
 
 @njit(nogil=True, **_JIT)
@@ -384,8 +390,8 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     h = np.ascontiguousarray(hbuf[(T % 2) * B:(T % 2) * B + B, :H])
     cache = None
     if train:
-        cache = GRUCache(x=x, h_prev=None, gates=gates, hn=None, w_ih=w_ih, w_hh=w_hh,
-                         lengths=lengths, reverse=reverse, reset_after=reset_after, y=y, h0=h0)
+        cache = GRUCache(x=x, gates=gates, w_ih=w_ih, w_hh=w_hh, lengths=lengths,
+                         reverse=reverse, reset_after=reset_after, y=y, h0=h0)
     return y, h, cache
 
 
@@ -421,7 +427,7 @@ def _step_kernel(x, h, w_ih, w_hh, b_ih, b_hh, reset_after, one, h1):
             hb = h[b]
             rhb = rh[b]
             for j in range(H):
-                rhb[j] = sigmoid((gib[j] + b_ih[j]) + (ghb[j] + b_hh[j])) * hb[j]
+                rhb[j] = _gate(gib[j] + b_ih[j], ghb[j] + b_hh[j]) * hb[j]
         row_dots(w_hh, 2 * H * H, H, H, rh, 0, H, B, H, gh, 2 * H, G)
     for b in range(B):
         gib = gi[b]
@@ -461,37 +467,37 @@ def _backward_units(g_r, g_z, g_n, g_hn, h_prev, dy, dh, dgi_r, dgi_z, dgi_n, dg
     dgi_* and dgh_*, and dh becomes the direct share dh_t ⊙ z. For reset_after=False, dgi_r waits
     for W_hn^T da_n (the caller's second phase) and dgh_* are not written (dgh is dgi).
 
-    The arithmetic runs in float64 (the literal 1.0 promotes it) and rounds once per stored value:
-    there is no transcendental here, so it costs little, and it keeps float32 gradients as close
-    to the float64 reference as the float32 products allow. Each loop stores into one block only
-    (several stores per loop into blocks of one array left loops scalar), so the row takes a few
-    short passes, each vectorised, all in L1.
+    The math per unit is _gates.backward, run in float64 (`_unit_backward`) and rounded once per
+    stored value: there is no transcendental here, so it costs little, and it keeps float32
+    gradients as close to the float64 reference as the float32 products allow. Each loop stores
+    into one block only (several stores per loop into blocks of one array left loops scalar), so
+    the row takes a few short passes, each vectorised, all in L1; each pass keeps one result of
+    the inlined gate math, and the compiler drops the rest.
     """
-    for j in range(n):  # da_n = dh' (1 - z)(1 - n²)
-        z = np.float64(g_z[j])
-        nv = np.float64(g_n[j])
-        dgi_n[j] = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
-    for j in range(n):  # da_z = dh' (h - n) z (1 - z)
-        z = np.float64(g_z[j])
-        dgi_z[j] = (np.float64(dh[j]) + dy[j]) * (np.float64(h_prev[j]) - g_n[j]) * z * (1.0 - z)
+    for j in range(n):
+        dgi_n[j] = _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after)[2]
+    for j in range(n):
+        dgi_z[j] = _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after)[1]
     if reset_after:
-        for j in range(n):  # da_r = da_n hn r (1 - r)
-            z = np.float64(g_z[j])
-            nv = np.float64(g_n[j])
-            r = np.float64(g_r[j])
-            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
-            dgi_r[j] = da_n * g_hn[j] * r * (1.0 - r)
+        for j in range(n):
+            dgi_r[j] = _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after)[0]
         for j in range(n):  # r and z: the hidden side sees the same gradient
             dgh_r[j] = dgi_r[j]
         for j in range(n):
             dgh_z[j] = dgi_z[j]
         for j in range(n):  # n: the hidden side is scaled by r
-            z = np.float64(g_z[j])
-            nv = np.float64(g_n[j])
-            da_n = (np.float64(dh[j]) + dy[j]) * (1.0 - z) * (1.0 - nv * nv)
-            dgh_n[j] = da_n * g_r[j]
-    for j in range(n):  # the direct path to h_{t-1}: dh' z
-        dh[j] = (np.float64(dh[j]) + dy[j]) * g_z[j]
+            dgh_n[j] = _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after)[3]
+    for j in range(n):  # the direct path to h_{t-1}: dh' z (last: the loops above read dh)
+        dh[j] = _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after)[4]
+
+
+@njit(inline="always", **_JIT)
+def _unit_backward(g_r, g_z, g_n, g_hn, h_prev, dy, dh, j, reset_after):
+    """_gates.backward for unit j of the views of _backward_units, in float64. It takes arrays,
+    but inlined into the loop (Numba IR inlining) it is no call there."""
+    return _cell_backward(np.float64(dh[j]) + dy[j], np.float64(g_r[j]), np.float64(g_z[j]),
+                          np.float64(g_n[j]), np.float64(g_hn[j]), np.float64(h_prev[j]), 1.0,
+                          reset_after)
 
 
 @njit(inline="always", **_JIT)
@@ -763,11 +769,10 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
                 rr = ptr(grf, (t * B + b) * H + j0)
                 dgr = ptr(dgi, b * G + j0)
                 dhb = ptr(dhf, b * HS + j0)
+                for j in range(n):  # in float64 from r, as _backward_units
+                    dgr[j] = _reset_backward(d_rh[j], np.float64(rr[j]), hp[j], 1.0)[0]
                 for j in range(n):
-                    r = np.float64(rr[j])
-                    dgr[j] = d_rh[j] * hp[j] * r * (1.0 - r)
-                for j in range(n):
-                    dhb[j] += d_rh[j] * rr[j]
+                    dhb[j] += _reset_backward(d_rh[j], rr[j], hp[j], 1.0)[1]  # in the dtype
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
@@ -903,9 +908,8 @@ def _backward_signature(dtype, reset_after):
     one = np.zeros((1, 1, 1), dtype)
     w = np.zeros((3, 1), dtype)
     gates = np.zeros((4, 1, 1, 1), dtype)
-    stand_in = GRUCache(x=one, h_prev=None, gates=gates, hn=None, w_ih=w, w_hh=w,
-                        lengths=np.ones(1, np.int64), reverse=False, reset_after=reset_after,
-                        y=one, h0=np.zeros((1, 1), dtype))
+    stand_in = GRUCache(x=one, gates=gates, w_ih=w, w_hh=w, lengths=np.ones(1, np.int64),
+                        reverse=False, reset_after=reset_after, y=one, h0=np.zeros((1, 1), dtype))
     fns = np.zeros(4, np.int64)
     fns.flags.writeable = False  # as tile_functions' table
     args = _backward_call(stand_in, one, np.zeros((1, 1), dtype), fns)[2]

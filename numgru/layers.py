@@ -155,7 +155,11 @@ class _Parameters:
 
 
 class GRU(_Parameters):
-    """Multi-layer, optionally bidirectional GRU, the drop-in counterpart of torch.nn.GRU.
+    """Multi-layer, optionally bidirectional GRU with torch.nn.GRU's parameter names, shapes,
+    gate order and packed-sequence semantics, but not quite a drop-in: batch_first defaults to
+    True here (x (B, T, I), the layout of the rest of numgru), where torch.nn.GRU defaults to
+    False (x (T, B, I)). Pass batch_first=False for torch's layout; h0 and h_n are
+    (num_layers·D, B, H) either way, as in torch.
 
     reset_after=True is PyTorch's / cuDNN's variant, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
     reset_after=False is the original one, n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
@@ -192,7 +196,9 @@ class GRU(_Parameters):
                     shapes[f"bias_hh_l{k}{s}"] = (3 * H,)
         self._init_parameters(shapes, H, self.dtype, self._rng)
         self._zero_bias = self._ops.zeros(3 * H, self.dtype)
-        self._tape = threading.local()  # what backward needs, per calling thread
+        # The training cache of this thread's last forward(train=True): the backend's GRUCache
+        # per layer and direction, the dropout masks, the shapes (one per calling thread).
+        self._cache = threading.local()
 
     def _copy(self, a):
         out = self._ops.empty(a.shape, self.dtype)
@@ -278,7 +284,7 @@ class GRU(_Parameters):
                 masks.append(None)
             layer_in = layer_out
         if train:
-            self._tape.value = (caches, masks, x.shape, B, T)
+            self._cache.value = (caches, masks, x.shape, B, T)
         y = ops.swap01(layer_in) if self.batch_first else layer_in
         if train and y is outs[-1]:
             # The backend's output itself (time-major, one direction): its cache reads it again
@@ -294,11 +300,11 @@ class GRU(_Parameters):
         dy, dh_n: numpy or device arrays; dx, dh0 are numpy arrays unless return_device=True.
         """
         _check_return_device(self._ops, return_device)
-        tape = getattr(self._tape, "value", None)
-        if tape is None:
+        cached = getattr(self._cache, "value", None)
+        if cached is None:
             raise RuntimeError("backward: call forward(x, ..., train=True) first (inference calls "
                                "keep nothing, and each forward allows one backward)")
-        caches, masks, x_shape, B, T = tape
+        caches, masks, x_shape, B, T = cached
         H, D = self.hidden_size, self.num_directions
         y_shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
         ops = self._ops
@@ -310,7 +316,7 @@ class GRU(_Parameters):
         else:
             dh_n = _input(ops, "dh_n", dh_n, self.dtype)
             _check_shape("dh_n", dh_n, (LD, B, H))
-        self._tape.value = None
+        self._cache.value = None
         d_out = ops.swap01(dy) if self.batch_first else dy
         dh0 = ops.empty((LD, B, H), self.dtype)
         for k in reversed(range(self.num_layers)):
@@ -384,7 +390,7 @@ class GRUCell(_Parameters):
         self._init_parameters(shapes, H, self.dtype, np.random.default_rng(seed))
         self._zero_bias = self._ops.zeros(3 * H, self.dtype)
         self._one = self._ops.to_device(np.ones(1, np.int64))
-        self._tape = threading.local()
+        self._cache = threading.local()
 
     def __repr__(self):
         return (f"GRUCell({self.input_size}, {self.hidden_size}, reset_after={self.reset_after}, "
@@ -454,21 +460,21 @@ class GRUCell(_Parameters):
                                              lengths, reverse=False, reset_after=self.reset_after,
                                              train=train)
         if train:
-            self._tape.value = (cache, x.shape, h_shape)
+            self._cache.value = (cache, x.shape, h_shape)
         h1 = h1.reshape(h_shape)
         return h1 if return_device else self._ops.to_host(h1)
 
     def backward(self, dh1, *, return_device=False):
         """Gradient of one step: returns (dx, dh) and adds to grads."""
         _check_return_device(self._ops, return_device)
-        tape = getattr(self._tape, "value", None)
-        if tape is None:
+        cached = getattr(self._cache, "value", None)
+        if cached is None:
             raise RuntimeError("backward: call forward(x, h, train=True) first")
-        cache, x_shape, h_shape = tape
+        cache, x_shape, h_shape = cached
         ops = self._ops
         dh1 = _input(ops, "dh1", dh1, self.dtype)
         _check_shape("dh1", dh1, h_shape)
-        self._tape.value = None
+        self._cache.value = None
         B = 1 if len(h_shape) == 1 else h_shape[0]
         dy = ops.zeros((1, B, self.hidden_size), self.dtype)
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = self._backend.backward(

@@ -36,7 +36,7 @@ class Linear(_Parameters):
         if self.bias:
             shapes["bias"] = (self.out_features,)
         self._init_parameters(shapes, self.in_features, self.dtype, np.random.default_rng(seed))
-        self._tape = threading.local()
+        self._cache = threading.local()
 
     def __repr__(self):
         return (f"Linear({self.in_features}, {self.out_features}, bias={self.bias}, "
@@ -56,20 +56,20 @@ class Linear(_Parameters):
         if self.bias:
             out += self._ops.to_host(self.params["bias"])
         if train:
-            self._tape.value = (x2, x.shape)
+            self._cache.value = (x2, x.shape)
         return out.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dout):
         """Adds dL/dW and dL/db to grads; returns dL/dx shaped as the forward input."""
-        tape = getattr(self._tape, "value", None)
-        if tape is None:
+        cached = getattr(self._cache, "value", None)
+        if cached is None:
             raise RuntimeError("backward: call forward(x, train=True) first")
-        x2, x_shape = tape
+        x2, x_shape = cached
         dout = _as_float_array("dout", dout, self.dtype)
         expected = x_shape[:-1] + (self.out_features,)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
-        self._tape.value = None
+        self._cache.value = None
         d2 = dout.reshape(-1, self.out_features)
         self._ops.add_into(self.grads["weight"], d2.T @ x2)
         if self.bias:
@@ -115,7 +115,7 @@ class GRUModel:
         self.flat_grads = self._ops.zeros(n_gru + n_fc, self.dtype)
         self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
         self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
-        self._tape = threading.local()
+        self._cache = threading.local()
 
     # -- configuration --
 
@@ -239,20 +239,20 @@ class GRUModel:
             valid = np.arange(T)[None, :] < lengths[:, None]  # (B, T)
             out[~valid] = 0
         if train:
-            self._tape.value = (B, T, lengths, y.shape)
+            self._cache.value = (B, T, lengths, y.shape)
         return (out, h_n) if return_state else out
 
     def backward(self, dout, dh_n=None):
         """BPTT through the head and the GRU; adds into grads; returns (dx, dh0)."""
-        tape = getattr(self._tape, "value", None)
-        if tape is None:
+        cached = getattr(self._cache, "value", None)
+        if cached is None:
             raise RuntimeError("backward: call forward(x, ..., train=True) first")
-        B, T, lengths, y_shape = tape
+        B, T, lengths, y_shape = cached
         dout = _as_float_array("dout", dout, self.dtype)
         expected = (B, self.output_size) if self.head == "last" else (B, T, self.output_size)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
-        self._tape.value = None
+        self._cache.value = None
         if self.head == "last":
             dy = np.zeros(y_shape, self.dtype)
             dy[np.arange(B), lengths - 1] = self.fc.backward(dout)

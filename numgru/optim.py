@@ -17,7 +17,7 @@ from ._jit import CACHE
 
 
 # -- the updates: one element's arithmetic, shared by the @njit loops here and the numba.cuda
-#    kernels in _optim_cuda.py (compiled by each; math.sqrt works in both) --
+#    kernels in cuda/optim.py (compiled by each; math.sqrt works in both) --
 
 def _adam_math(p, grad, m, v, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
                decoupled, bias_correction1, bias_correction2_sqrt):
@@ -76,9 +76,9 @@ def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, firs
 
 
 def _launch(name, n, *args):
-    """Run one of _optim_cuda's kernels over n elements (numba.cuda is imported on first use)."""
-    from . import _optim_cuda
-    _optim_cuda.launch(name, n, *args)
+    """Run one of cuda/optim.py's kernels over n elements (numba.cuda is imported on first use)."""
+    from .cuda import optim as cuda_optim
+    cuda_optim.launch(name, n, *args)
 
 
 # -- grouping parameters into flat spans --

@@ -1,17 +1,12 @@
-"""NumPy reference GRU: forward and backward for one layer and one direction, written for clarity.
+"""NumPy reference GRU: forward, backward and step for one layer and one direction, written for
+clarity.
 
-This is the truth the compiled backends (cpu.py, cuda.py) are tested against; it is not meant to be
-fast. Every backend module exposes `forward` and `backward` with exactly these signatures.
+This is the truth the compiled backends (cpu.py, the numgru.cuda package) are tested against; it
+is not meant to be fast, and it shares no code with them (not even sigmoid). Its functions are
+the backend contract's (numgru/contract.py: arguments, shapes, lengths and directions, the
+training cache); everything is computed in x's dtype (float32 or float64).
 
-Conventions shared by all backends (checked once, in layers.py, never here):
-- time-major arrays: x (T, B, I), y (T, B, H); h0 and h_n (B, H);
-- w_ih (3H, I), w_hh (3H, H), b_ih and b_hh (3H,), gate rows in PyTorch's order r, z, n;
-- lengths: int64 (B,), each in [1, T]; step t of sequence b is valid when t < lengths[b];
-- reverse=True runs t = T-1 .. 0; invalid steps keep the state and output 0, so the reverse direction
-  of sequence b starts from h0 at its last valid step (PyTorch's packed-sequence semantics);
-- everything is computed in x's dtype (float32 or float64).
-
-Equations (DESIGN.md), with gi = W_i* x + b_i* and gh = W_h* h + b_h*:
+Equations (docs/DESIGN.md), with gi = W_i* x + b_i* and gh = W_h* h + b_h*:
     r = σ(gi_r + gh_r),  z = σ(gi_z + gh_z)
     reset_after=True:  n = tanh(gi_n + r ⊙ gh_n)
     reset_after=False: n = tanh(gi_n + W_hn (r ⊙ h) + b_hn)
@@ -20,7 +15,7 @@ Equations (DESIGN.md), with gi = W_i* x + b_i* and gh = W_h* h + b_h*:
 
 import numpy as np
 
-from ._cache import GRUCache
+from .contract import GRUCache
 
 
 def _sigmoid(a):
@@ -47,8 +42,7 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     y = np.zeros((T, B, H), dtype)
     if train:
         h_prev = np.zeros((T, B, H), dtype)  # state entering step t
-        gates = np.zeros((T, B, 3 * H), dtype)  # r, z, n after their nonlinearities
-        hn = np.zeros((T, B, H), dtype)  # W_hn h + b_hn (reset_after=True only)
+        gates = np.zeros((4, T, B, H), dtype)  # r, z, n after their nonlinearities, and hn
     h = h0.copy()
     for t in _step_order(T, reverse):
         valid = (t < lengths)[:, None]  # (B, 1)
@@ -56,27 +50,25 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
             gh = h @ w_hh.T + b_hh
             r = _sigmoid(gi[t, :, :H] + gh[:, :H])
             z = _sigmoid(gi[t, :, H:2 * H] + gh[:, H:2 * H])
-            n = np.tanh(gi[t, :, 2 * H:] + r * gh[:, 2 * H:])
-            hn_t = gh[:, 2 * H:]
+            hn_t = gh[:, 2 * H:]  # W_hn h + b_hn
+            n = np.tanh(gi[t, :, 2 * H:] + r * hn_t)
         else:
             gh_rz = h @ w_hh[:2 * H].T + b_hh[:2 * H]
             r = _sigmoid(gi[t, :, :H] + gh_rz[:, :H])
             z = _sigmoid(gi[t, :, H:2 * H] + gh_rz[:, H:])
-            n = np.tanh(gi[t, :, 2 * H:] + (r * h) @ w_hh[2 * H:].T + b_hh[2 * H:])
-            hn_t = None
+            rh_proj = (r * h) @ w_hh[2 * H:].T
+            n = np.tanh(gi[t, :, 2 * H:] + rh_proj + b_hh[2 * H:])
+            hn_t = rh_proj + b_hh[2 * H:]  # W_hn (r ⊙ h) + b_hn, kept for the one layout
         h_new = (1 - z) * n + z * h
         if train:
             h_prev[t] = h
-            gates[t] = np.where(valid, np.concatenate([r, z, n], axis=1), 0)
-            if reset_after:
-                hn[t] = np.where(valid, hn_t, 0)
+            gates[:, t] = np.where(valid, np.stack([r, z, n, hn_t]), 0)
         h = np.where(valid, h_new, h)
         y[t] = np.where(valid, h_new, 0)
     cache = None
     if train:
-        cache = GRUCache(x=x, h_prev=h_prev, gates=gates, hn=hn if reset_after else None,
-                         w_ih=w_ih, w_hh=w_hh, lengths=lengths, reverse=reverse,
-                         reset_after=reset_after)
+        cache = GRUCache(x=x, gates=gates, w_ih=w_ih, w_hh=w_hh, lengths=lengths,
+                         reverse=reverse, reset_after=reset_after, h_prev=h_prev)
     return y, h, cache
 
 
@@ -92,22 +84,20 @@ def backward(cache, dy, dh_n):
     lengths = cache.lengths
     dgi = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the pre-activations from the input side
     dgh = np.zeros((T, B, 3 * H), x.dtype)  # ... and from the hidden side (n rows: see below)
-    hid_in = cache.h_prev.copy()  # what W_hh's rows multiply: h, or r ⊙ h for the n rows (reset_after=False)
+    # What W_hh's rows multiply: h, or r ⊙ h for the n rows (reset_after=False).
+    hid_in = cache.h_prev.copy()
     dh = dh_n.copy()
     # Walk the steps in the opposite order of the forward pass.
     for t in reversed(list(_step_order(T, cache.reverse))):
         valid = (t < lengths)[:, None]
         h = cache.h_prev[t]
-        r = cache.gates[t, :, :H]
-        z = cache.gates[t, :, H:2 * H]
-        n = cache.gates[t, :, 2 * H:]
+        r, z, n, hn = cache.gates[:, t]
         dh_new = np.where(valid, dh + dy[t], 0)  # invalid steps pass dh through untouched
         dn = dh_new * (1 - z)
         dz = dh_new * (h - n)
         da_n = dn * (1 - n * n)
         da_z = dz * z * (1 - z)
         if cache.reset_after:
-            hn = cache.hn[t]
             da_r = da_n * hn * r * (1 - r)
             dgh_t = np.concatenate([da_r, da_z, da_n * r], axis=1)
             dh_prev = dh_new * z + dgh_t @ w_hh

@@ -3,8 +3,6 @@
 import importlib
 import importlib.util
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -39,22 +37,6 @@ def require_numba_cuda():
         if os.environ.get("NUMGRU_REQUIRE_ORACLES") == "1":
             pytest.fail("numba-cuda is not installed (pip install -e '.[test]')")
         pytest.skip("numba-cuda is not installed: the CUDA kernels cannot be simulated")
-
-
-def run_under_cuda_simulator(cases, what, timeout=900):
-    """Run the pytest module `cases` in a child process with NUMBA_ENABLE_CUDASIM=1 (Numba reads
-    it at import, so it cannot be switched on in this process), and fail with the child's report
-    unless every case ran and passed: a skipped or deselected case would check nothing."""
-    require_numba_cuda()
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env.pop("NUMGRU_DEVICE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(cases)],
-        cwd=cases.parent.parent, env=env, capture_output=True, text=True, timeout=timeout)
-    report = proc.stdout[-20000:] + proc.stderr[-5000:]
-    assert proc.returncode == 0, f"simulated {what} failed:\n{report}"
-    last = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in last and "skipped" not in last and "deselected" not in last, report
 
 
 def assert_close(name, got, want, tol):

@@ -2,7 +2,7 @@
 
 - The code path (numgru/_target.py) against the CPU's own feature flags (/proc/cpuinfo), and
   Numba's target forced to AVX2 (NUMBA_CPU_NAME=haswell) and to the x86-64 baseline
-  (NUMBA_CPU_NAME=x86-64): the kernel tests (this file's products, tests/test_cpu_vs_reference.py,
+  (NUMBA_CPU_NAME=x86-64): the kernel tests (this file's products, tests/test_cpu.py,
   tests/test_tile_threads.py) run again in child processes compiled for those targets, with
   NUMBA_CPU_FEATURES="" so that LLVM itself uses no instruction the named CPU lacks.
 - The row dots of a single step (numgru/_tile.row_dots) against numpy in float64, and GRUCell
@@ -91,7 +91,7 @@ _FORCED = [("avx2", {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""}),
 def test_kernels_on_a_forced_path(path, env):
     """The kernel tests again, compiled for another target: same tolerances, same bits across
     thread counts (their own assertions), every case run (no skip, no deselection)."""
-    files = ["tests/test_cpu_vs_reference.py", "tests/test_tile_threads.py",
+    files = ["tests/test_cpu.py", "tests/test_tile_threads.py",
              "tests/test_cpu_paths.py"]
     child_env = {**os.environ, **env, "NUMGRU_EXPECT_PATH": path, "NUMGRU_FORCED_CHILD": "1"}
     proc = subprocess.run(

@@ -105,7 +105,7 @@ def test_four_threads_calling_one_layer_at_once(device):
         assert np.array_equal(y, ye) and np.array_equal(h, he)
 
 
-def test_training_in_threads_keeps_one_tape_per_thread():
+def test_training_in_threads_keeps_one_cache_per_thread():
     rng = np.random.default_rng(2)
     gru = ng.GRU(3, 5, dtype="float64", device="cpu", seed=3)
     xs = [rng.standard_normal((2, 6, 3)) for _ in range(4)]

@@ -1,4 +1,5 @@
-"""numba.cuda kernels of the optimizer updates in optim.py, one thread per element of a flat span.
+"""numba.cuda kernels of the optimizer updates in numgru/optim.py, one thread per element of a flat
+span.
 
 Imported only when an optimizer holds parameters that live on the GPU, so that numgru never loads
 numba.cuda for host work. Each kernel applies optim.py's per-element arithmetic (_adam_math,
@@ -7,7 +8,7 @@ _sgd_math), compiled here as device functions: the host loops and these kernels 
 
 from numba import cuda
 
-from .optim import _adam_math, _sgd_math
+from ..optim import _adam_math, _sgd_math
 
 THREADS = 256  # per block; the updates are pointwise, any size works
 

@@ -1,8 +1,15 @@
-"""The CUDA kernels on a real GPU, at real sizes, against the NumPy reference (marker `gpu`).
+"""Rung 5 of the verification ladder on a real GPU (marker `gpu`): the CUDA kernels at real sizes
+against the NumPy reference, the layers against the CPU layers, and _mathfn's float32 sigmoid and
+tanh as GPU code held to tests/test_mathfn.py's bound over its whole sweep.
 
-Each test skips, saying why, where no usable GPU is present (CI has none). Both recurrence paths are
-forced in turn through the tunables, so each is checked whatever size the dispatcher would pick.
+Each test skips, saying why, where no usable GPU is present (CI has none); tools/gpu_check.sh runs
+them where one is. Both recurrence paths are forced in turn through the tunables, so each is
+checked whatever size the dispatcher would pick. `tools/gpu_check.sh --dry-run` sets
+NUMGRU_GPU_CHECK_DRY_RUN=1 beside NUMBA_ENABLE_CUDASIM=1: then they run under the simulator, on one
+tiny size with the sim modules' small tunables, which checks the check itself, not a GPU.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -13,16 +20,21 @@ from helpers import assert_close
 from numgru import backend, reference
 
 pytestmark = pytest.mark.gpu
+DRY_RUN = os.environ.get("NUMGRU_GPU_CHECK_DRY_RUN") == "1"
+if DRY_RUN:
+    import sim_setup  # noqa: F401  (the simulator's check and the small tunables)
 
 
 def _need_gpu():
     usable, simulated, reason = backend._probe_cuda()
+    if DRY_RUN and simulated:
+        return
     if not usable or simulated:
         pytest.skip(f"no real CUDA GPU: {reason}")
 
 
-# Same measure as the CPU tests (max error ≤ tol × max(1, max|want|)); float32 tolerances are those
-# of tests/test_cpu_vs_reference.py at its sizes, and 5x looser at the real sizes, whose dot products
+# Same measure as the CPU tests (max error ≤ tol × max(1, max|want|)); float32 tolerances are
+# those of tests/test_cpu.py at its sizes, and 5x looser at the real sizes, whose dot products
 # run over up to 300 terms and whose weight gradients sum over up to 1600 rows.
 SMALL = {np.float64: (1e-12, 1e-12), np.float32: (2e-6, 4e-6)}
 LARGE = {np.float64: (1e-11, 1e-11), np.float32: (1e-5, 2e-5)}
@@ -31,7 +43,7 @@ CASES = [  # T, B, I, H, tolerances
     (9, 3, 40, 13, SMALL),
     (40, 4, 70, 300, LARGE),  # small batch: the persistent kernel's target
     (25, 64, 64, 136, LARGE),  # large batch, H not a multiple of any tile
-]
+] if not DRY_RUN else [(3, 2, 4, 5, SMALL)]
 NAMES = ["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
 
 
@@ -46,7 +58,7 @@ def _close(name, got, want, tol):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "T{}B{}I{}H{}".format(*c[:4]))
 def test_cuda_matches_reference_on_gpu(monkeypatch, persist, reset_after, dtype, case):
     _need_gpu()
-    from numgru import _cuda_config as cfg
+    from numgru.cuda import config as cfg
     from numgru import cuda as gcuda
     monkeypatch.setattr(cfg, "PERSIST_ENABLE", persist)
     monkeypatch.setattr(cfg, "PERSIST_MAX_BATCH", 1 << 20)  # let the persistent path take any B
@@ -73,11 +85,12 @@ def test_cuda_matches_reference_on_gpu(monkeypatch, persist, reset_after, dtype,
 
 def test_gru_layer_on_gpu_matches_cpu_layer():
     _need_gpu()
+    I, H, B, T = (32, 64, 8, 30) if not DRY_RUN else (4, 5, 2, 3)
     kwargs = dict(num_layers=2, bidirectional=True, dtype="float64", seed=3)
-    gpu, cpu = ng.GRU(32, 64, device="cuda", **kwargs), ng.GRU(32, 64, device="cpu", **kwargs)
+    gpu, cpu = ng.GRU(I, H, device="cuda", **kwargs), ng.GRU(I, H, device="cpu", **kwargs)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((8, 30, 32))
-    lengths = rng.integers(1, 31, 8)
+    x = rng.standard_normal((B, T, I))
+    lengths = rng.integers(1, T + 1, B)
     y, h = gpu.forward(x, lengths=lengths, train=True)
     y_c, h_c = cpu.forward(x, lengths=lengths, train=True)
     np.testing.assert_allclose(y, y_c, rtol=1e-10, atol=1e-11)
@@ -88,3 +101,16 @@ def test_gru_layer_on_gpu_matches_cpu_layer():
     for name, grad in gpu.grads.items():
         np.testing.assert_allclose(grad.copy_to_host(), cpu.grads[name], rtol=1e-10, atol=1e-11,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("which,name", [(0, "sigmoid"), (1, "tanh")])
+def test_mathfn_bound_on_the_gpu(which, name):
+    # tests/test_mathfn.py's sweep (every 97th float32 bit pattern, and every float32 of the
+    # ranges where the formulas change), computed by the GPU: NVVM contracts multiply-adds into
+    # FMAs, which the CPU code does not, so the GPU's code is checked on its own.
+    _need_gpu()
+    from mathfn_device import assert_within_bound, float32_sweep
+    from test_mathfn import RANGES
+    x = float32_sweep(97, RANGES) if not DRY_RUN else float32_sweep(1 << 22, RANGES, 64)
+    worst = assert_within_bound(name, which, x)
+    print(f"{name}: worst relative error on the GPU {worst:.3g}")

@@ -1,18 +1,15 @@
-"""GRUModel, optimizers and Trainer with device="cuda", checked against device="cpu" under Numba's
-CUDA simulator (tiny sizes: the simulator runs every GPU thread as a Python thread).
-
-Run by tests/test_product_cuda_sim.py in a child process with NUMBA_ENABLE_CUDASIM=1.
+"""Rung 5 of the verification ladder, training: GRUModel, the optimizers (their kernels in
+numgru/cuda/optim.py) and Trainer with device="cuda", against the same on device="cpu", under
+Numba's CUDA simulator (tiny sizes: the simulator runs every GPU thread as a Python thread). Run by
+tests/cuda/test_cuda_sim.py (see sim_setup.py).
 """
-
-import os
 
 import numpy as np
 import pytest
 
-import numgru as ng
+import sim_setup  # noqa: F401  (first: the simulator's check and the small tunables)
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    raise RuntimeError("run through tests/test_product_cuda_sim.py: needs NUMBA_ENABLE_CUDASIM=1")
+import numgru as ng
 
 
 def _trainer(device, seed=0):

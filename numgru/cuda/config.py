@@ -1,8 +1,9 @@
-"""Tunables of the CUDA backend (numgru/cuda.py): block shapes, path choice, fastmath.
+"""Tunables of the CUDA backend (the numgru.cuda package): block shapes, path choice, fastmath.
 
-Kernels are built from these values when first used (per dtype and per set of values), so a test can
-patch them small (e.g. 2x2-thread GEMM tiles under the simulator) to exercise partial edge tiles.
-Nothing here is read by the CPU backends. All values are plain Python ints and bools.
+Each kernel module (gemm.py, step.py, pointwise.py, persistent.py) builds its kernels from these
+values when first used (per dtype and per set of values), so a test can patch them small (e.g. 2x2-
+thread GEMM tiles under the simulator) to exercise partial edge tiles. Nothing here is read by the
+CPU backends. All values are plain Python ints and bools.
 """
 
 # Tiled GEMM (input projection, weight gradients, dx, per-step dh): a block of
@@ -15,20 +16,21 @@ GEMM_REG_M = 4
 GEMM_REG_N = 4
 GEMM_TILE_K = 16
 
-# Per-step recurrent kernel (the path for sizes the persistent kernel cannot hold): a block of
-# STEP_TILE_BATCH x STEP_TILE_UNITS threads, one thread per (sequence, hidden unit), with the gate
-# math fused after the recurrent product. The batch side of the tile shrinks to the next power of two
-# above B when B is smaller, so that small batches do not leave most threads idle.
+# Per-step recurrent kernel (step.py, the path for sizes the persistent kernel cannot hold): a block
+# of STEP_TILE_BATCH x STEP_TILE_UNITS threads, one thread per (sequence, hidden unit), with the
+# gate math fused after the recurrent product. The batch side of the tile shrinks to the next power
+# of two above B when B is smaller, so that small batches do not leave most threads idle.
 STEP_TILE_UNITS = 32
 STEP_TILE_BATCH = 8
 
 # Elementwise kernels (backward gate gradients, array operations): threads per block.
 POINTWISE_THREADS = 256
 
-# Persistent cooperative kernel: one launch runs every step; each block keeps the rows (forward) or
-# columns (backward) of W_hh for its slice of hidden units in shared memory and the grid synchronises
-# once per step (twice for reset_after=False). PERSIST_THREADS threads per block, split in groups of
-# PERSIST_KSPLIT that share one dot product (a power of two that divides PERSIST_THREADS).
+# Persistent cooperative kernel (persistent.py): one launch runs every step; each block keeps the
+# rows (forward) or columns (backward) of W_hh for its slice of hidden units in shared memory and
+# the grid synchronises once per step (twice for reset_after=False). PERSIST_THREADS threads per
+# block, split in groups of PERSIST_KSPLIT that share one dot product (a power of two that divides
+# PERSIST_THREADS).
 PERSIST_ENABLE = True
 PERSIST_THREADS = 256
 PERSIST_KSPLIT = 32
