@@ -359,7 +359,7 @@ def collective(method):
             what = f"in Trainer.{method.__name__}"
             if group.collectives == before and isinstance(e, Exception):
                 group.check(e, what)  # raises on every rank
-            group.abort(e, what, details=lambda: traceback.print_exception(
+            group.abort(e, what, details=lambda e=e: traceback.print_exception(
                 type(e), e, e.__traceback__))
             raise
     return wrapper
