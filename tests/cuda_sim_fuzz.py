@@ -32,7 +32,8 @@ cfg.PERSIST_KSPLIT = 2
 cfg.COLSUM_THREADS = 4
 
 from fuzzing import fuzz_settings  # noqa: E402
-from test_fuzz_differential import H0_SCALES, W_KINDS, X_SCALES, check_cell, check_layer  # noqa: E402
+from test_fuzz_differential import (H0_SCALES, W_KINDS, X_SCALES, check_cell,  # noqa: E402
+                                    check_layer)
 
 
 @st.composite
