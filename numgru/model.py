@@ -141,6 +141,41 @@ class GRUModel:
     @classmethod
     def from_config(cls, config, device="auto", seed=None):
         """A model of the shape `config()` describes (weights freshly initialised)."""
+        cls._check_config(config)
+        return cls(**config, device=device, seed=seed)
+
+    @classmethod
+    def parameter_shapes(cls, config, at_most=None):
+        """{name: shape} of the parameters of a model of this config, without building it (a
+        checkpoint's arrays are checked against these before a model is allocated). at_most:
+        refuse a config of more parameter arrays than that before listing them (a file that
+        claims 10**30 layers)."""
+        cls._check_config(config)
+        sizes = {}
+        for key in ("input_size", "hidden_size", "output_size", "num_layers"):
+            sizes[key] = _positive_int(key, config.get(key))
+        for key in ("bidirectional", "reset_after"):
+            if not isinstance(config.get(key, False), bool):
+                raise TypeError(f"config: {key}: expected true or false, got {config.get(key)!r}")
+        I, H, O, L = (sizes[k] for k in ("input_size", "hidden_size", "output_size",
+                                          "num_layers"))
+        D = 2 if config.get("bidirectional", False) else 1
+        if at_most is not None and 4 * L * D + 2 > at_most:
+            raise ValueError(f"config: {L} layers{' in both directions' if D == 2 else ''} make "
+                             f"{4 * L * D + 2} parameter arrays, more than the {at_most} given")
+        shapes = {}
+        for k in range(L):
+            for s in ("", "_reverse")[:D]:
+                shapes[f"gru.weight_ih_l{k}{s}"] = (3 * H, I if k == 0 else D * H)
+                shapes[f"gru.weight_hh_l{k}{s}"] = (3 * H, H)
+                shapes[f"gru.bias_ih_l{k}{s}"] = (3 * H,)
+                shapes[f"gru.bias_hh_l{k}{s}"] = (3 * H,)
+        shapes["fc.weight"] = (O, D * H)
+        shapes["fc.bias"] = (O,)
+        return shapes
+
+    @staticmethod
+    def _check_config(config):
         if not isinstance(config, dict):
             raise TypeError(f"config: expected a dict, got {type(config).__name__}")
         known = {"input_size", "hidden_size", "output_size", "num_layers", "bidirectional",
@@ -148,7 +183,6 @@ class GRUModel:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"config: unknown keys {unknown} (expected some of {sorted(known)})")
-        return cls(**config, device=device, seed=seed)
 
     def __repr__(self):
         c = self.config()

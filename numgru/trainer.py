@@ -466,25 +466,73 @@ class Trainer:
         if "epoch" not in training:
             raise ckpt_io.CheckpointError(f"{path}: holds no epoch-loop state (saved by "
                                           f"Trainer.save, not by fit); cannot resume from it")
-        self.model.load_state_dict(ck.model_state())
+        loop = _loop_state(training, path)
+        best = ck.arrays.get("extra/best_params")
+        if best is not None and (best.shape != (self.model.num_parameters(),)
+                                 or best.dtype.kind != "f" or not np.isfinite(best).all()):
+            raise ckpt_io.CheckpointError(f"{path}: damaged checkpoint: best_params is "
+                                          f"{best.dtype} {best.shape}, expected "
+                                          f"{self.model.num_parameters()} finite values")
         opt_state = ck.optimizer_state()
         if opt_state is None:
             raise ckpt_io.CheckpointError(f"{path}: holds no optimizer state; cannot resume")
+        # Everything is checked before anything changes: a damaged file leaves the model, the
+        # optimizer and the generators as they were.
+        saved_params = self.model.get_flat_params()
+        saved_opt = self.optimizer.state_dict()
         try:
+            shuffle, dropout = (np.random.default_rng() for _ in range(2))
+            shuffle.bit_generator.state = loop["shuffle_rng"]
+            dropout.bit_generator.state = loop["dropout_rng"]
+            self.model.load_state_dict(ck.model_state())
             self.optimizer.load_state_dict(opt_state)
-        except ValueError as e:
-            raise ckpt_io.CheckpointError(f"{path}: {e}") from None
-        if self.scheduler is not None and ck.meta.get("scheduler") is not None:
-            self.scheduler.load_state_dict(ck.meta["scheduler"])
-        self.global_step = int(training["global_step"])
-        self.history = {k: list(v) for k, v in training["history"].items()}
-        self._shuffle_rng.bit_generator.state = training["shuffle_rng"]
-        self.model.gru._rng.bit_generator.state = training["dropout_rng"]
-        state.update(epoch=int(training["epoch"]), best_value=training["best_value"],
-                     best_epoch=training["best_epoch"], wait=int(training["wait"]))
+            if self.scheduler is not None and ck.meta.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ck.meta["scheduler"])  # checks, then sets
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            self.model.set_flat_params(saved_params)
+            self.optimizer.load_state_dict(saved_opt)
+            raise ckpt_io.CheckpointError(f"{path}: cannot resume from it: {e}") from None
+        self._shuffle_rng.bit_generator.state = shuffle.bit_generator.state
+        self.model.gru._rng.bit_generator.state = dropout.bit_generator.state
+        self.global_step = loop["global_step"]
+        self.history = loop["history"]
+        state.update(epoch=loop["epoch"], best_value=loop["best_value"],
+                     best_epoch=loop["best_epoch"], wait=loop["wait"])
         self._saved_epoch = state["epoch"]
-        best = ck.arrays.get("extra/best_params")
         return None if best is None else best.copy()
+
+
+def _loop_state(training, path):
+    """The epoch loop's state from a checkpoint's training record, every field checked."""
+    def bad(key, expected):
+        raise ckpt_io.CheckpointError(f"{path}: damaged checkpoint: training.{key}: expected "
+                                      f"{expected}, got {str(training.get(key))[:80]!r}")
+
+    def count(key):
+        v = training.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            bad(key, "a non-negative integer")
+        return v
+
+    out = {k: count(k) for k in ("epoch", "global_step", "wait")}
+    best_value = training.get("best_value")
+    if best_value is not None and (isinstance(best_value, bool)
+                                   or not isinstance(best_value, (int, float))):
+        bad("best_value", "a number or null")
+    best_epoch = training.get("best_epoch")
+    if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)
+                                   or not 1 <= best_epoch <= out["epoch"]):
+        bad("best_epoch", f"null or an epoch in [1, {out['epoch']}]")
+    history = training.get("history")
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        bad("history", "an object of lists")
+    for key in ("shuffle_rng", "dropout_rng"):
+        if not isinstance(training.get(key), dict):
+            bad(key, "a generator's state")
+    out.update(best_value=best_value, best_epoch=best_epoch,
+               history={k: list(v) for k, v in history.items()},
+               shuffle_rng=training["shuffle_rng"], dropout_rng=training["dropout_rng"])
+    return out
 
 
 def _with_context(e, suffix, epoch, checkpoint):
