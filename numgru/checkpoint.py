@@ -101,7 +101,12 @@ def atomic_write(path, data):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
+    except OSError as e:
+        raise OSError(e.errno, f"writing {path} failed: no temporary file could be made in "
+                               f"{directory} ({e.strerror or e}); the file is unchanged") from e
     try:
         with os.fdopen(fd, "wb") as f:
             view = memoryview(data)
@@ -110,9 +115,14 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            # A full disk, a quota, an I/O error: say which file and that the old one stands.
+            kept = "is unchanged" if os.path.exists(path) else "did not exist and was not made"
+            raise OSError(e.errno, f"writing {path} failed: {e.strerror or e}; the file {kept} "
+                                   f"({len(data)} bytes were to be written)") from e
         raise
     # The rename itself is durable only once the folder's entry is on disk.
     try:
