@@ -61,14 +61,30 @@ class Trainer:
     the global batch, of which each rank takes its share; rank 0's weights and optimizer state are
     broadcast at construction and at the start of each fit; the gradients are summed with one
     Allreduce per step; metrics, validation and errors are shared; rank 0 alone writes files.
+    chunk_steps: train on batches longer than this in chunks of that many steps
+    (GRUModel.forward_backward_chunked): the same gradients, the memory of one chunk instead
+    of the whole sequence, one more forward pass; for very long sequences (unidirectional).
     deterministic: True, or a number of rows c: each global batch is cut into chunks of c rows
     (1 for True) whose gradients are added in a fixed order, so that the results are bitwise the
     same for any number of ranks (slower; see the README).
     """
 
     def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
-                 progress=True, distributed=False, deterministic=False):
+                 progress=True, distributed=False, deterministic=False, chunk_steps=None):
         self.model = model
+        if chunk_steps is not None:
+            if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer)) \
+                    or chunk_steps < 1:
+                raise ValueError(f"chunk_steps: expected a positive integer or None, got "
+                                 f"{chunk_steps!r}")
+            if getattr(getattr(model, "gru", None), "bidirectional", False):
+                raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
+                                 "ends; training in chunks of time needs a unidirectional one")
+            if (distributed is not None and distributed is not False) or deterministic:
+                raise ValueError("chunk_steps: training in chunks of time is for one process; "
+                                 "data-parallel training takes whole sequences")
+            chunk_steps = int(chunk_steps)
+        self.chunk_steps = chunk_steps
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         self.loss_fn = losses.get(loss)
@@ -193,16 +209,25 @@ class Trainer:
     def _step(self, x, y, lengths, mask):
         model = self.model
         model.zero_grad()
-        out = model.forward(x, lengths=lengths, train=True)
-        if mask is None and model.head == "sequence" and lengths is not None:
-            T = out.shape[1]
-            mask = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-        loss, grad = self.loss_fn(out, y, mask)
         step = self.global_step + 1
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were not "
-                                     f"updated (they hold the values after step {step - 1})", step)
-        model.backward(grad)
+
+        def loss_of(out):
+            m = mask
+            if m is None and model.head == "sequence" and lengths is not None:
+                m = np.arange(out.shape[1])[None, :] < np.asarray(lengths)[:, None]
+            loss, grad = self.loss_fn(out, y, m)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were "
+                                         f"not updated (they hold the values after step "
+                                         f"{step - 1})", step)
+            return loss, grad
+
+        if self.chunk_steps is not None and np.shape(x)[1] > self.chunk_steps:
+            out, loss = model.forward_backward_chunked(x, loss_of, self.chunk_steps, lengths)
+        else:
+            out = model.forward(x, lengths=lengths, train=True)
+            loss, grad = loss_of(out)
+            model.backward(grad)
         norm = self.optimizer.grad_norm()
         if not math.isfinite(norm):
             raise NonFiniteLossError(f"the gradient norm is {norm} at step {step} (loss {loss}); "
