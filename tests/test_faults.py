@@ -8,7 +8,7 @@ during a checkpoint write (after any chunk of the file, after the fsync, after t
 cannot be caught: nothing of numgru's runs after it. The run is then resumed here (the same
 script's settings, resume=True) and must end with exactly the weights, optimizer state and
 history of an uninterrupted run; the checkpoint the kill left must be the last one that was
-complete. 10 tries by default, NUMGRU_FUZZ_EXAMPLES of them on request.
+complete. 10 tries by default; NUMGRU_FUZZ_EXAMPLES=N makes them N / 10.
 
 Full disk: the checkpoint writer's write patched to fail with ENOSPC (always), and a real 256 KiB
 tmpfs filled up (where this process may mount one, as root; skipped, and reported, where not).
@@ -125,7 +125,7 @@ def test_runs_killed_at_random_points_resume_to_the_same_weights(tmp_path, unint
     ck.save_checkpoint(tmp_path / "probe.npz", trainer.model, trainer.optimizer,
                        trainer.scheduler, training={"epoch": 0})
     chunks = max(2, os.path.getsize(tmp_path / "probe.npz") // 512)
-    tries = _kill_points(LONG_EXAMPLES or 10, chunks)
+    tries = _kill_points(max(10, LONG_EXAMPLES // 10), chunks)
     for n, (where, k, c) in enumerate(tries):
         run = tmp_path / f"run{n}"
         run.mkdir()
