@@ -269,6 +269,9 @@ def read_npz(path, error, what):
     arrays = {}
     with archive:
         infos = archive.infolist()
+        gap = _unlisted_bytes(archive, infos)
+        if gap is not None:
+            raise error(f"{path}: not {what} (damaged: {gap})")
         declared = sum(info.file_size for info in infos)
         free = available_bytes()
         if free is not None and declared > free:
@@ -293,6 +296,35 @@ def read_npz(path, error, what):
 
 class _EntryError(Exception):
     pass
+
+
+def _unlisted_bytes(archive, infos):
+    """None when the directory's entries tile the archive from its first byte to the directory
+    itself; else what is wrong. Zip's CRC-32 covers each entry's bytes, not the directory: a
+    damaged entry count or offset can drop an entry (an .npz without its `lengths`, say)
+    without any other error, leaving its bytes unlisted."""
+    fp = archive.fp
+    spans = []
+    for info in infos:
+        try:
+            fp.seek(info.header_offset)
+            head = fp.read(30)
+        except (OSError, ValueError, OverflowError):  # an offset before the file or past 2**63
+            head = b""
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            return f"entry {info.filename!r} is not where the directory says"
+        names, extra = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+        end = info.header_offset + 30 + names + extra + info.compress_size
+        spans.append((info.header_offset, end, 24 if info.flag_bits & 0x08 else 0))
+    position, slack = 0, 0  # slack: an entry's data descriptor (12 to 24 bytes) may follow it
+    for start, end, after in sorted(spans):
+        if not position <= start <= position + slack:
+            return (f"bytes {position}..{start} are in no entry the directory lists"
+                    if start > position else f"entries overlap at byte {start}")
+        position, slack = end, after
+    if not position <= archive.start_dir <= position + slack:
+        return f"bytes {position}..{archive.start_dir} are in no entry the directory lists"
+    return None
 
 
 def _read_npy_entry(archive, info, key):
@@ -453,6 +485,9 @@ def load_csv(path, column=None, dtype="float64"):
     if not rows:
         raise DataFormatError(f"{path}: a header but no data rows")
     width = len(rows[0][1])
+    if header is not None and len(header) != width:
+        raise DataFormatError(f"{path}: the header names {len(header)} columns, the rows have "
+                              f"{width} fields")
     if column is None:
         col = width - 1
     elif isinstance(column, str) and not column.lstrip("-").isdigit():

@@ -241,6 +241,28 @@ def _zip(path, entries, compress=False):
     return path
 
 
+def _drop_last_entry(path):
+    """The archive with its directory's last record removed (the entry's bytes stay): a
+    well-formed zip whose directory does not list one of its entries."""
+    raw = path.read_bytes()
+    end = raw.rindex(b"PK\x05\x06")
+    start = int.from_bytes(raw[end + 16:end + 20], "little")
+    last = raw.rindex(b"PK\x01\x02", start, end)
+    central = raw[start:last]
+    record = bytearray(raw[end:end + 22])
+    for field in (8, 10):  # entries on this disk, entries in all
+        record[field:field + 2] = (int.from_bytes(record[field:field + 2], "little") - 1) \
+            .to_bytes(2, "little")
+    record[12:16] = len(central).to_bytes(4, "little")
+    path.write_bytes(raw[:start] + central + bytes(record))
+    return path
+
+
+def _prefixed(path):
+    path.write_bytes(b"junk" * 8 + path.read_bytes())
+    return path
+
+
 def _npy_bytes(a):
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(a), allow_pickle=True)
@@ -293,6 +315,14 @@ def test_npz_data_that_lies(tmp_path, monkeypatch):
                                                                      b"\x06\x00[1,2]\n")]),
                                         "not a .npy array"),
         "a folder": (tmp_path / "folder.npz", "a folder"),
+        # Found by a long run: one changed byte of the zip directory dropped `lengths` from it
+        # (CRC-32 covers the entries, not the directory), and the file loaded with every
+        # length = T.
+        "a directory that lost an entry": (_drop_last_entry(
+            _npz(tmp_path / "lost.npz", X=X, y=y, lengths=np.array([3, 1, 2, 3]))),
+            "are in no entry the directory lists"),
+        "bytes before the first entry": (_prefixed(_npz(tmp_path / "pre.npz", X=X, y=y)),
+                                         "are in no entry the directory lists"),
     }
     np.save(tmp_path / "single.npy", X)
     os.replace(tmp_path / "single.npy", tmp_path / "single.npz")
@@ -352,6 +382,9 @@ def test_text_files_that_lie(tmp_path, monkeypatch):
         "inf": (write("inf.csv", "v\n1\ninf\n"), "'inf' is missing or not finite"),
         "ragged rows": (write("rag.csv", "a,b\n1,2\n3\n"), "expected 2 fields, got 1"),
         "a header alone": (write("head.csv", "a,b\n"), "a header but no data rows"),
+        # Found by a long run: a NUL byte in the header split it differently from the rows.
+        "a header narrower than its rows": (write("narrow.csv", "year\n1900,1\n1901,2\n"),
+                                            "the header names 1 columns, the rows have 2"),
     }
     for what, (path, match) in csv_cases.items():
         _refused(ng.load_csv, path, ng.DataFormatError, match)
