@@ -45,4 +45,4 @@ golden: $(TEST_STAMP)
 	$(PY) tests/golden/make_golden.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -277,9 +277,10 @@ class GRU(_Parameters):
         return self.forward(x, h0, lengths, train=False, return_device=return_device)
 
     def training_bytes(self, T, B):
-        """Bytes a training forward over T steps of B sequences keeps or allocates (an estimate
-        within a few percent for the host backends): the cache of every layer and direction,
-        the outputs, the dropout masks and the copies of the input and the output."""
+        """Bytes a training forward over T steps of B sequences keeps or allocates: the cache of
+        every layer and direction, the outputs, the dropout masks and the copies of the input
+        and the output (an estimate: within a few percent of the peak for device="cpu",
+        somewhat above it for "numpy", whose temporaries come and go)."""
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         per = _CACHE_VALUES.get(self.device, 5)
         values = 2 * self.input_size + D * H  # x (and its time-major copy), y's copy
