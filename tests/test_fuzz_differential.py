@@ -38,9 +38,11 @@ outputs and states, 4e-6 for gradients) scaled by what the fuzz adds to those fi
   which scale with |x|, so its tolerance grows by max(1, max|x|).
 - GRUCell is one step (T = 1) of the same arithmetic.
 Weights stay below the gain at which the recurrence turns chaotic (see _values): beyond it
-even two float64 implementations part ways after some tens of steps. Over 1 800 random
-examples (a NUMGRU_FUZZ_EXAMPLES run) the largest error seen was 0.3 of these tolerances in
-float32 and 0.002 in float64; a wrong index or a missed term errs by O(1) relative.
+even two float64 implementations part ways after some tens of steps. Over 700 random layer
+and 1 500 random cell examples the largest error seen was 0.35 of these tolerances in float32
+and 0.003 in float64 (and a run of 2 000 of each passed); a wrong index or a missed term errs
+by O(1) relative. (device="numpy" in float64 is the reference's own arithmetic: there it checks
+the layer's plumbing, bit for bit.)
 """
 
 import math
