@@ -249,7 +249,7 @@ def _case(**kw):
     return base
 
 
-@fuzz_settings(40)
+@fuzz_settings(100)
 @given(layer_cases())
 # Kept from the searches: every size at its largest, gates saturated, states beyond [-1, 1];
 # the case that showed a weight gradient's sum cancelling to far below its terms (the reason
@@ -269,7 +269,7 @@ def test_layers_match_the_float64_reference(case):
     check_layer(case)
 
 
-@fuzz_settings(40)
+@fuzz_settings(100)
 @given(cell_cases())
 @example(dict(dtype=np.float32, reset_after=False, bias=True, B=9, I=64, H=64, h=5.0,
               x_scale=1e4, w_kind="gain", seed=5))  # B > 8: the step packs the weights
