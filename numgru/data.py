@@ -205,9 +205,9 @@ def load_ts(path, dtype="float32"):
         raise DataFormatError(f"{path}: cases have different numbers of dimensions")
     _check_padded_size(path, len(sequences), max(len(s) for s in sequences),
                        sequences[0].shape[1], dtype)
-    X, lengths = pad_sequences(sequences, dtype)
-    with np.errstate(over="ignore"):
-        too_large = not np.isfinite(X).all()
+    with np.errstate(over="ignore"):  # values beyond the dtype's range: refused just below
+        X, lengths = pad_sequences(sequences, dtype)
+    too_large = not np.isfinite(X).all()
     if too_large:
         n, t, f = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
         raise DataFormatError(f"{path}: case {n}, dimension {f}, step {t}: "

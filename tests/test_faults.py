@@ -15,7 +15,6 @@ tmpfs filled up (where this process may mount one, as root; skipped, and reporte
 """
 
 import errno
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ import sys
 import numpy as np
 import pytest
 
-import numgru as ng
 from numgru import checkpoint as ck
 
 from fuzzing import LONG_EXAMPLES

@@ -38,7 +38,7 @@ from hypothesis import given, strategies as st
 
 import numgru as ng
 from numgru import _memory, data
-from numgru.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from numgru.checkpoint import CheckpointError, load_checkpoint
 from numgru.cli import main
 
 from fuzzing import fuzz_settings
