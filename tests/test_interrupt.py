@@ -1,8 +1,8 @@
 """Ctrl-C during a long CPU pass: control comes back within a bounded time and the layer stays
 usable (its next calls give the reference's results).
 
-A child process starts a pass that takes seconds, a timer thread in it sends the process SIGINT
-after 0.3 s, and the child reports when KeyboardInterrupt reached it. The compiled parts cannot
+A child process starts a pass that takes about 4 s on its machine, a timer thread in it sends
+the process SIGINT after 0.3 s, and the child reports when KeyboardInterrupt reached it. The compiled parts cannot
 be interrupted; a long pass runs them on other threads while the main thread waits in short
 timed waits, then stops them (each leaves at its next step) before raising. Tried: inference,
 the training forward and the backward pass; one part (on a thread of its own) and two parts (on
@@ -20,7 +20,7 @@ CHILD = r"""
 import json, os, signal, sys, threading, time
 import numpy as np
 import numgru as ng
-mode, B, H, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+mode, B, H, T_MAX = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 I = 8
 rng = np.random.default_rng(0)
 gru = ng.GRU(I, H, dtype="float32", device="cpu", seed=0)
@@ -30,18 +30,21 @@ small = rng.standard_normal((2, 5, I)).astype(np.float32)
 y, _ = gru.forward(small, train=True)  # compiles (or loads) every kernel used below
 gru.backward(np.ones_like(y))
 gru(small)
-x = rng.standard_normal((B, T, I)).astype(np.float32)
-# What the whole pass would take, from a fiftieth of it.
+# A pass of about 4 s on this machine (at most T_MAX steps): timed on 400 steps first.
+probe = rng.standard_normal((B, 400, I)).astype(np.float32)
 t0 = time.perf_counter()
 if mode == "backward":
-    yp, _ = gru.forward(x[:, :T // 50], train=True)
+    yp, _ = gru.forward(probe, train=True)
     t0 = time.perf_counter()
     gru.backward(np.ones_like(yp))
 elif mode == "train":
-    gru.forward(x[:, :T // 50], train=True)
+    gru.forward(probe, train=True)
 else:
-    gru(x[:, :T // 50])
-full = 50 * (time.perf_counter() - t0)
+    gru(probe)
+per_step = (time.perf_counter() - t0) / 400
+T = int(min(T_MAX, max(2000, 4.0 / per_step)))
+full = per_step * T
+x = rng.standard_normal((B, T, I)).astype(np.float32)
 if mode == "backward":
     y, _ = gru.forward(x, train=True)
     dy = np.ones_like(y)
@@ -77,10 +80,10 @@ print(json.dumps({"outcome": outcome, "latency": back - sent[0] if sent else Non
 """
 
 
-@pytest.mark.parametrize("mode,threads,B,H,T", [
-    ("infer", "1", 1, 1024, 10_000),  # one part, on a thread of its own
-    ("train", "2", 1, 1024, 10_000),  # two parts on the pool
-    ("backward", "2", 1, 1024, 8_000),
+@pytest.mark.parametrize("mode,threads,B,H,T", [  # T: the most steps (memory), 4 s of them
+    ("infer", "1", 1, 1024, 40_000),  # one part, on a thread of its own
+    ("train", "2", 1, 1024, 20_000),  # two parts on the pool
+    ("backward", "2", 1, 1024, 12_000),
 ])
 def test_ctrl_c_stops_a_long_pass_and_leaves_the_layer_usable(tmp_path, mode, threads, B, H, T):
     script = tmp_path / "child.py"
@@ -91,7 +94,7 @@ def test_ctrl_c_stops_a_long_pass_and_leaves_the_layer_usable(tmp_path, mode, th
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # The whole pass takes seconds (or the test would show nothing): it was still running.
-    assert report["full"] > 2.5, report
+    assert report["full"] > 2.0, report
     assert report["outcome"] == "interrupted", report
     # Back within a bounded time: the main thread waits at most 50 ms between chances to run
     # the handler, and a part stops at its next step (well under a millisecond here); 1 s
