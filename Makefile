@@ -65,4 +65,4 @@ gpu-check-dry-run: $(TEST_STAMP)
 	PYTHON=$(PY) tools/gpu_check.sh --dry-run gpu-check-dry-run
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

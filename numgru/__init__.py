@@ -1,11 +1,11 @@
 """numgru: gated recurrent units trained and run with Numba-compiled kernels, PyTorch-exact."""
 
 from .backend import DEVICES, cuda_status
-from .layers import GRU, GRUCell
+from .layers import GRU, CacheTooLargeError, GRUCell
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "GRUCell", "DEVICES", "cuda_status", "__version__"]
+__all__ = ["GRU", "GRUCell", "CacheTooLargeError", "DEVICES", "cuda_status", "__version__"]
 
 # The model and training product: GRUModel, losses, optimizers, Trainer, checkpoints, data.
 from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint  # noqa: E402

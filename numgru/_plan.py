@@ -53,7 +53,9 @@ class Plan:
                 if isinstance(data, dict):
                     self._chosen = {k: int(v) for k, v in data.items()
                                     if isinstance(k, str) and isinstance(v, int) and v >= 1}
-            except (OSError, ValueError):  # a damaged plan is rebuilt, never trusted
+            except (OSError, ValueError, RecursionError):
+                # A damaged plan is rebuilt, never trusted (RecursionError: JSON nested
+                # thousands deep).
                 self._chosen = {}
 
     def _save(self):

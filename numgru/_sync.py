@@ -33,7 +33,8 @@ import os
 import platform
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 
 import numba
 import numpy as np
@@ -307,13 +308,22 @@ def _run_part(kernel, p, P, ctrl, args):
         raise
 
 
-def run_parts(kernel, P, args):
+def run_parts(kernel, P, args, interruptible=False):
     """kernel(p, P, ctrl, *args) for p = 0..P-1, concurrently (p = 0 on this thread). kernel
-    must be a nogil compiled function whose parts meet only at `barrier(ctrl, P, n)`. Returns
-    the number of parts that ran.
+    must be a nogil compiled function whose parts meet only at `barrier(ctrl, P, n)` and leave
+    (returning False) once ctrl[1] is set. Returns the number of parts that ran.
 
-    When another call owns the pool, or P is 1, the whole range runs here as one part."""
+    When another call owns the pool, or P is 1, the whole range runs here as one part.
+
+    interruptible (for passes long enough that a user may press Ctrl-C during one): on the
+    main thread, the parts run on other threads while this one waits in short timed waits, so
+    that Python can run its signal handlers; when one raises (KeyboardInterrupt), the parts
+    are told to stop (ctrl[1]), leave within a step, and the exception is raised once they
+    have all left: nothing runs on in the background and the layer stays usable. Short passes
+    keep running on the calling thread (no hand-off added to their latency)."""
     ctrl = np.zeros(CTRL_SIZE, np.int64)
+    if interruptible and threading.current_thread() is threading.main_thread():
+        return _run_interruptible(kernel, P, ctrl, args)
     if P <= 1 or not _BUSY.acquire(blocking=False):
         kernel(0, 1, ctrl, *args)
         return 1
@@ -336,3 +346,60 @@ def run_parts(kernel, P, args):
     if ctrl[1]:
         raise RuntimeError("numgru: a part of the parallel recurrence was aborted")
     return P
+
+
+_WAIT_S = 0.05  # the longest the main thread waits between chances to run signal handlers
+
+
+def _run_interruptible(kernel, P, ctrl, args):
+    """run_parts for the main thread with every part on another thread (see run_parts)."""
+    owned = P > 1 and _BUSY.acquire(blocking=False)
+    parts = P if owned else 1
+    try:
+        if owned:
+            pool = _pool(parts)
+            futures = [pool.submit(_run_part, kernel, p, parts, ctrl, args) for p in range(parts)]
+        else:  # the pool is another call's (or one part is all there is): a thread of its own
+            futures = [_own_thread(_run_part, kernel, 0, 1, ctrl, args)]
+        try:
+            while not all(f.done() for f in futures):
+                wait_futures(futures, timeout=_WAIT_S)
+        except BaseException:  # KeyboardInterrupt, or another handler's exception
+            ctrl[1] = 1  # every part leaves at its next step
+            _wait_uninterrupted(futures)
+            raise
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
+    finally:
+        if owned:
+            _BUSY.release()
+    if ctrl[1]:
+        raise RuntimeError("numgru: a part of the parallel recurrence was aborted")
+    return parts
+
+
+def _own_thread(fn, *args):
+    """fn(*args) on a new daemon thread; a Future of its result."""
+    future = Future()
+
+    def run():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="numgru-part", daemon=True).start()
+    return future
+
+
+def _wait_uninterrupted(futures):
+    """Wait until every part has left its kernel (they own the arrays they write), even if
+    more signals arrive meanwhile (the caller re-raises the first)."""
+    while True:
+        try:
+            while not all(f.done() for f in futures):
+                wait_futures(futures, timeout=_WAIT_S)
+            return
+        except BaseException:  # a second Ctrl-C: the parts are already stopping
+            continue

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import open_npz
+from .data import read_npz
 
 FORMAT = "numgru-checkpoint"
 FORMAT_VERSION = 1
@@ -101,7 +101,12 @@ def atomic_write(path, data):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
+    except OSError as e:
+        raise OSError(e.errno, f"writing {path} failed: no temporary file could be made in "
+                               f"{directory} ({e.strerror or e}); the file is unchanged") from e
     try:
         with os.fdopen(fd, "wb") as f:
             view = memoryview(data)
@@ -110,9 +115,14 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            # A full disk, a quota, an I/O error: say which file and that the old one stands.
+            kept = "is unchanged" if os.path.exists(path) else "did not exist and was not made"
+            raise OSError(e.errno, f"writing {path} failed: {e.strerror or e}; the file {kept} "
+                                   f"({len(data)} bytes were to be written)") from e
         raise
     # The rename itself is durable only once the folder's entry is on disk.
     try:
@@ -128,30 +138,68 @@ def atomic_write(path, data):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint file; raises CheckpointError for files that are not numgru checkpoints or
-    come from a newer format version."""
+    """Read a checkpoint file; raises CheckpointError, naming the file and the problem, for files
+    that are not numgru checkpoints, are damaged (zip's CRC-32 covers every byte of every array;
+    the metadata's structure is checked here) or come from a newer format version."""
     path = os.fspath(path)
-    archive = open_npz(path, CheckpointError, "a numgru checkpoint (cannot be read as .npz)")
-    if not hasattr(archive, "files"):
-        raise CheckpointError(f"{path}: not a numgru checkpoint (a single .npy array)")
-    with archive:
-        if _META not in archive.files:
-            raise CheckpointError(f"{path}: not a numgru checkpoint (no {_META} entry)")
-        try:
-            meta = json.loads(bytes(archive[_META]).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: damaged checkpoint metadata ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a numgru checkpoint (format "
-                                  f"{meta.get('format') if isinstance(meta, dict) else None!r})")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise CheckpointError(f"{path}: bad format_version {version!r}")
-        if version > FORMAT_VERSION:
-            raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this "
-                                  f"numgru reads (version {FORMAT_VERSION}); upgrade numgru")
-        arrays = {k: archive[k] for k in archive.files if k != _META}
+    arrays = read_npz(path, CheckpointError, "a numgru checkpoint")
+    if _META not in arrays:
+        raise CheckpointError(f"{path}: not a numgru checkpoint (no {_META} entry)")
+    raw = arrays.pop(_META)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"{path}: damaged checkpoint metadata (expected UTF-8 bytes, got "
+                              f"{raw.dtype} {raw.shape})")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint metadata "
+                              f"({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a numgru checkpoint (format "
+                              f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this "
+                              f"numgru reads (version {FORMAT_VERSION}); upgrade numgru")
+    _check_meta(meta, arrays, path)
     return Checkpoint(meta, arrays)
+
+
+def _check_meta(meta, arrays, path):
+    """The metadata's structure, as save_checkpoint writes it, so that nothing reading a
+    Checkpoint meets a missing key or a value of the wrong type."""
+    def bad(what, value):
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: {what}, got "
+                              f"{str(value)[:100]!r}")
+
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("class"), str) or \
+            not isinstance(model.get("config"), dict):
+        bad("'model' must hold a class name and a config", model)
+    for key in ("training", "scheduler"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            bad(f"{key!r} must be an object", meta[key])
+    opt = meta.get("optimizer")
+    if opt is None:
+        return
+    if not isinstance(opt, dict):
+        bad("'optimizer' must be an object", opt)
+    if not isinstance(opt.get("type"), str):
+        bad("optimizer.type must be a name", opt.get("type"))
+    if not isinstance(opt.get("hyperparameters"), dict):
+        bad("optimizer.hyperparameters must be an object", opt.get("hyperparameters"))
+    spans, buffers = opt.get("spans"), opt.get("buffers")
+    if isinstance(spans, bool) or not isinstance(spans, int) or not 0 <= spans <= len(arrays):
+        bad("optimizer.spans must be a count of the arrays", spans)
+    if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
+        bad("optimizer.buffers must be a list of names", buffers)
+    missing = [f"optimizer/{b}/{k}" for b in buffers for k in range(spans)
+               if f"optimizer/{b}/{k}" not in arrays]
+    if missing:
+        raise CheckpointError(f"{path}: damaged checkpoint: the optimizer's arrays {missing[:4]} "
+                              f"are missing")
 
 
 def check_model_matches(ckpt, model, path=""):
@@ -173,11 +221,29 @@ def check_model_matches(ckpt, model, path=""):
 
 
 def load_model(path, device="auto"):
-    """(model, checkpoint): a GRUModel rebuilt from a checkpoint's config, with its weights."""
+    """(model, checkpoint): a GRUModel rebuilt from a checkpoint's config, with its weights.
+    The config is checked against the arrays the file holds before the model is built, so a
+    damaged config (a hidden size of 10**9) is refused instead of allocated."""
     from .model import GRUModel
+    path = os.fspath(path)
     ckpt = load_checkpoint(path)
-    if ckpt.meta["model"].get("class") != "GRUModel":
-        raise CheckpointError(f"{path}: holds a {ckpt.meta['model'].get('class')}, not a GRUModel")
-    model = GRUModel.from_config(ckpt.model_config, device=device)
-    model.load_state_dict(ckpt.model_state())
+    if ckpt.meta["model"]["class"] != "GRUModel":
+        raise CheckpointError(f"{path}: holds a {ckpt.meta['model']['class']}, not a GRUModel")
+    config = ckpt.model_config
+    state = ckpt.model_state()
+    try:
+        shapes = GRUModel.parameter_shapes(config, at_most=len(state))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the model's config is not usable ({e})") from None
+    for name, shape in shapes.items():
+        if name not in state:
+            raise CheckpointError(f"{path}: checkpoint lacks parameter {name!r}")
+        if state[name].shape != shape:
+            raise CheckpointError(f"{path}: parameter {name!r} has shape {state[name].shape}, its "
+                                  f"config makes it {shape}")
+    try:
+        model = GRUModel.from_config(config, device=device)
+        model.load_state_dict(state)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return model, ckpt

@@ -411,10 +411,57 @@ def _open_run(run, device):
                        f"`numgru train`, or a checkpoint file)")
     model, ck = load_model(path, device=device)
     prep = (ck.meta.get("extra") or {})
-    if "task" not in prep:
+    if not isinstance(prep, dict) or "task" not in prep:
         raise CLIError(f"{path}: does not say how its data were prepared (not written by "
                        f"`numgru train`); use the Python API")
+    _check_prep(prep, model, path)
     return model, prep
+
+
+def _check_prep(prep, model, path):
+    """How a run's data were prepared, as `numgru train` records it: every field that predict,
+    evaluate and export read, checked against the model (a damaged file is refused here, not
+    met as a KeyError halfway through)."""
+    def bad(what):
+        raise CLIError(f"{path}: damaged run record: {what}")
+
+    def scaler(key, size):
+        sc = prep.get(key)
+        if not isinstance(sc, dict):
+            bad(f"{key} must hold mean and std")
+        for part in ("mean", "std"):
+            v = sc.get(part)
+            if not isinstance(v, list) or len(v) != size or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+                    for x in v):
+                bad(f"{key}.{part} must be {size} finite numbers, got {str(v)[:60]}")
+        if not all(x > 0 for x in sc["std"]):
+            bad(f"{key}.std must be positive")
+
+    task = prep.get("task")
+    if task not in TASKS:
+        bad(f"task must be one of {TASKS}, got {task!r}")
+    if not isinstance(prep.get("data"), str):
+        bad("data must name the training data")
+    scaler("x_scaler", model.input_size)
+    if task == "classify":
+        classes = prep.get("classes")
+        if not isinstance(classes, list) or len(classes) != model.output_size or \
+                not all(isinstance(c, str) for c in classes):
+            bad(f"classes must be {model.output_size} labels (the model's outputs), got "
+                f"{str(classes)[:60]}")
+    elif task == "regress":
+        scaler("y_scaler", model.output_size)
+    else:
+        for key in ("window", "test_start"):
+            v = prep.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "window" else 0):
+                bad(f"{key} must be a {'positive' if key == 'window' else 'non-negative'} "
+                    f"integer, got {v!r}")
+        if prep.get("column") is not None and not isinstance(prep["column"], str):
+            bad(f"column must be a name, got {prep['column']!r}")
+        if "y_scaler" in prep:
+            scaler("y_scaler", model.output_size)
 
 
 def _prepare_for(prep, spec, split, require_targets=True):
@@ -768,13 +815,17 @@ def main(argv=None):
     try:
         group = _data_parallel(args)
         return args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        return _report(args, group, e, f"numgru {args.command}: error", 2)
-    except FloatingPointError as e:  # NonFiniteLossError
-        return _report(args, group, e, f"numgru {args.command}: training stopped", 3)
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (CLIError, ValueError, TypeError, RuntimeError, OSError) as e:
+        # OSError: a file that cannot be read or written (a folder, no permission, a full disk)
+        return _report(args, group, e, f"numgru {args.command}: error", 2)
+    except MemoryError as e:
+        return _report(args, group, MemoryError(f"out of memory ({e or 'no more detail'})"),
+                       f"numgru {args.command}: error", 2)
+    except FloatingPointError as e:  # NonFiniteLossError
+        return _report(args, group, e, f"numgru {args.command}: training stopped", 3)
     except BaseException as e:
         if group is None or group.size == 1:
             raise

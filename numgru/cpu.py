@@ -51,7 +51,7 @@ from ._jit import CACHE
 from . import _gates
 from .contract import GRUCache
 from ._plan import _SURE_SERIAL, plan
-from ._sync import CTRL_SIZE, arrive, barrier, max_threads, run_parts, wait
+from ._sync import CTRL_SIZE, arrive, atomic_load, barrier, max_threads, run_parts, wait
 from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from ._view import copy_n, ptr, view, zero_n
 
@@ -282,6 +282,8 @@ def _forward_part(p, P, ctrl, fns, x, w_ih, w_hh, wip, wp, bias, lengths, revers
              VL, G, Hs, np_, fresh)
     nbar = 0
     for s in range(T):
+        if atomic_load(ctrl, 1) != 0:  # stopped (Ctrl-C, or another part failed)
+            return False
         t = T - 1 - s if reverse else s
         ho = (s % 2) * B * HS
         hno = ((s + 1) % 2) * B * HS
@@ -349,13 +351,18 @@ def _pass_parts(kind, dtype, B, H, panels):
     return plan().parts(kind, dtype.name, B, H, max(1, min(max_threads(), panels)))
 
 
-def _run_pass(kernel, P, trial, T, args):
-    """run_parts, timed when the call is a trial of the plan."""
+_INTERRUPTIBLE_FLOPS = 1 << 26  # a pass this long (~10 ms and more) can be stopped by Ctrl-C
+
+
+def _run_pass(kernel, P, trial, T, args, flops=0):
+    """run_parts, timed when the call is a trial of the plan; a pass of at least
+    _INTERRUPTIBLE_FLOPS runs so that Ctrl-C stops it within a step (_sync.run_parts)."""
+    interruptible = flops >= _INTERRUPTIBLE_FLOPS
     if trial is None:
-        run_parts(kernel, P, args)
+        run_parts(kernel, P, args, interruptible)
         return
     t0 = time.perf_counter()
-    used = run_parts(kernel, P, args)
+    used = run_parts(kernel, P, args, interruptible)
     if used == P:
         plan().record(trial, P, (time.perf_counter() - t0) / T)
 
@@ -381,7 +388,7 @@ def forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse=False, reset_after=T
     hbuf[:B, :H] = h0
     fns = tile_functions(dtype, (3,) if reset_after else (1, 2, 3))
     P, trial = _pass_parts("train" if train else "infer", dtype, B, H, NB)
-    _run_pass(_forward_part, P, trial, T, (
+    _run_pass(_forward_part, P, trial, T, flops=6 * T * B * H * (H + I), args=(
         fns, x.reshape(T * B, I), w_ih, w_hh, np.empty((NB, I, 3 * VL), dtype),
         np.empty((NB, H, 3 * VL), dtype), np.concatenate((b_ih, b_hh)), lengths, reverse,
         dtype.type(1), np.empty((GS * B, 3 * Hs), dtype), hbuf, np.empty((B, 3 * Hs), dtype), y,
@@ -733,6 +740,8 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
     unflushed = 0  # rows in the float32 sums c_ih, c_hh
     nbar = 0
     for s in range(T):
+        if atomic_load(ctrl, 1) != 0:  # stopped (Ctrl-C, or another part failed)
+            return False
         t = s if reverse else T - 1 - s  # the opposite order of the forward pass
         off = (s % 3) * B * G
         dgi = view(dgi3, off, B * G)
@@ -893,7 +902,7 @@ def backward(cache, dy, dh_n):
     _precompile.wait(_backward_key(cache.x.dtype, cache.reset_after))
     P, trial, args, (dx, dh, dw_ih, dw_hh, db_ih, db_hh) = _backward_call(
         cache, dy, dh_n, tile_functions(cache.x.dtype, (2, 3)))
-    _run_pass(_backward_part, P, trial, T, args)
+    _run_pass(_backward_part, P, trial, T, args, flops=12 * T * B * H * (H + I))
     return dx[:, :I].reshape(T, B, I), np.ascontiguousarray(dh[:, :H]), dw_ih, dw_hh, db_ih, db_hh
 
 

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,9 @@ import numpy as np
 
 class DataFormatError(ValueError):
     """A data file that cannot be read as what it claims to be; the message names file and line."""
+
+
+MAX_CLASSES = 100_000  # class labels a file may hold (a label of 10**12 would be 10**12 classes)
 
 
 @dataclass
@@ -48,13 +52,37 @@ def _open_text(path):
     return open(path, encoding="utf-8", newline="")
 
 
+def _text_limit():
+    """Characters of text a loader reads at most: a quarter of the memory available (the lines
+    and the parsed numbers take several times the text), so that a small .gz that unpacks to
+    more than fits is refused instead of exhausting memory."""
+    from ._memory import available_bytes
+    free = available_bytes()
+    return None if free is None else max(1 << 20, free // 4)
+
+
 def _read_lines(path):
     try:
         with _open_text(path) as f:
-            return f.read().splitlines()
+            limit = _text_limit()
+            if limit is None:
+                return f.read().splitlines()
+            parts, total = [], 0
+            while True:
+                chunk = f.read(1 << 24)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    from ._memory import describe
+                    raise DataFormatError(f"{path}: holds more than {describe(limit)} of text "
+                                          f"(a quarter of the memory available), more than "
+                                          f"numgru can load")
+                parts.append(chunk)
+            return "".join(parts).splitlines()
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz: BadGzipFile, zlib.error, EOF
         if isinstance(e, FileNotFoundError):
             raise
         raise DataFormatError(f"{path}: cannot be read as text ({e})") from None
@@ -114,6 +142,10 @@ def load_ts(path, dtype="float32"):
             classes = parts[1:]
             if not classes:
                 raise DataFormatError(f"{path}:{no}: @classLabel true lists no labels")
+            twice = sorted({c for c in classes if classes.count(c) > 1})
+            if twice:
+                raise DataFormatError(f"{path}:{no}: @classLabel lists {twice} more than once "
+                                      f"(each label names one class)")
         elif key == "dimensions":
             try:
                 dims = int(rest)
@@ -171,8 +203,29 @@ def load_ts(path, dtype="float32"):
         raise DataFormatError(f"{path}: no cases after the @data line")
     if dims is None and len({s.shape[1] for s in sequences}) > 1:
         raise DataFormatError(f"{path}: cases have different numbers of dimensions")
-    X, lengths = pad_sequences(sequences, dtype)
+    _check_padded_size(path, len(sequences), max(len(s) for s in sequences),
+                       sequences[0].shape[1], dtype)
+    with np.errstate(over="ignore"):  # values beyond the dtype's range: refused just below
+        X, lengths = pad_sequences(sequences, dtype)
+    too_large = not np.isfinite(X).all()
+    if too_large:
+        n, t, f = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise DataFormatError(f"{path}: case {n}, dimension {f}, step {t}: "
+                              f"{float(sequences[n][t, f])!r} is beyond the range of "
+                              f"{np.dtype(dtype).name}")
     return SequenceData(X, lengths, np.array(labels, np.int64), classes, path)
+
+
+def _check_padded_size(path, N, T, F, dtype):
+    """Refuse, before allocating, padded data (N, T, F) that would not fit in memory: one long
+    case among many short ones pads every case to its length."""
+    from ._memory import available_bytes, describe
+    need = N * T * F * np.dtype(dtype).itemsize
+    free = available_bytes()
+    if free is not None and need > free:
+        raise DataFormatError(f"{path}: padding its {N} cases to the longest one ({T} steps, "
+                              f"{F} dimensions) would take {describe(need)}, more than the "
+                              f"{describe(free)} of memory available")
 
 
 def _is_float(text):
@@ -185,17 +238,136 @@ def _is_float(text):
 
 # -- .npz --
 
-def open_npz(path, error, what):
-    """np.load of an .npz file without pickles; error(message) names path when it is empty or
-    not `what`."""
+def read_npz(path, error, what):
+    """Every array of an .npz archive, read in full and checked: name -> array.
+
+    Anything wrong raises error(message), the message naming path and the problem: not a zip
+    archive (or a single .npy), a damaged entry (its CRC-32 differs: zip's own check of every
+    byte), an entry that is not a .npy array or appears twice, an array of Python objects (which
+    would need pickle: never loaded), a header whose shape and dtype disagree with the bytes
+    stored, or arrays that declare more memory than this process has (checked before anything
+    is allocated, so a small compressed file cannot claim gigabytes).
+    """
+    import zipfile
+
+    from ._memory import available_bytes, describe
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise error(f"{path}: a folder, not {what}")
     if os.path.getsize(path) == 0:
         raise error(f"{path}: the file is empty")
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError: all "not an npz"
-        raise error(f"{path}: not {what} ({e})") from None
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        with open(path, "rb") as f:
+            single = f.read(6) == b"\x93NUMPY"
+        raise error(f"{path}: not {what} ("
+                    + ("a single .npy array, not an .npz archive" if single else
+                       f"not a zip archive: {e}") + ")") from None
+    arrays = {}
+    with archive:
+        infos = archive.infolist()
+        gap = _unlisted_bytes(archive, infos)
+        if gap is not None:
+            raise error(f"{path}: not {what} (damaged: {gap})")
+        declared = sum(info.file_size for info in infos)
+        free = available_bytes()
+        if free is not None and declared > free:
+            raise error(f"{path}: its entries would take {describe(declared)}, more than the "
+                        f"{describe(free)} of memory available")
+        for info in infos:
+            name = info.filename
+            if not name.endswith(".npy") or info.is_dir():
+                raise error(f"{path}: entry {name!r} is not a .npy array (not {what})")
+            key = name[:-len(".npy")]
+            if key in arrays:
+                raise error(f"{path}: holds two arrays named {key!r} (not {what})")
+            try:
+                arrays[key] = _read_npy_entry(archive, info, key)
+            except _EntryError as e:
+                raise error(f"{path}: array {key!r}: {e}") from None
+            except Exception as e:  # zipfile.BadZipFile (CRC), zlib.error, EOFError, OSError...
+                raise error(f"{path}: array {key!r} cannot be read: {type(e).__name__}: {e} "
+                            f"(a damaged or truncated file)") from None
+    return arrays
+
+
+class _EntryError(Exception):
+    pass
+
+
+def _unlisted_bytes(archive, infos):
+    """None when the directory's entries tile the archive from its first byte to the directory
+    itself; else what is wrong. Zip's CRC-32 covers each entry's bytes, not the directory: a
+    damaged entry count or offset can drop an entry (an .npz without its `lengths`, say)
+    without any other error, leaving its bytes unlisted."""
+    fp = archive.fp
+    spans = []
+    for info in infos:
+        try:
+            fp.seek(info.header_offset)
+            head = fp.read(30)
+        except (OSError, ValueError, OverflowError):  # an offset before the file or past 2**63
+            head = b""
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            return f"entry {info.filename!r} is not where the directory says"
+        names, extra = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+        end = info.header_offset + 30 + names + extra + info.compress_size
+        spans.append((info.header_offset, end, 24 if info.flag_bits & 0x08 else 0))
+    position, slack = 0, 0  # slack: an entry's data descriptor (12 to 24 bytes) may follow it
+    for start, end, after in sorted(spans):
+        if not position <= start <= position + slack:
+            return (f"bytes {position}..{start} are in no entry the directory lists"
+                    if start > position else f"entries overlap at byte {start}")
+        position, slack = end, after
+    if not position <= archive.start_dir <= position + slack:
+        return f"bytes {position}..{archive.start_dir} are in no entry the directory lists"
+    return None
+
+
+def _read_npy_entry(archive, info, key):
+    """One .npy entry of a zip archive as a writable array, its header checked against the
+    bytes the archive holds before any allocation."""
+    fmt = np.lib.format
+    with archive.open(info) as f:
+        try:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise _EntryError(f"unsupported .npy format version {version}")
+        except ValueError as e:
+            raise _EntryError(f"not a .npy array ({e})") from None
+        if dtype.hasobject:
+            raise _EntryError(f"holds Python objects (dtype {dtype}); numgru never loads those "
+                              f"(reading them would run pickle, which can execute code)")
+        if any(n < 0 for n in shape):
+            raise _EntryError(f"negative size in its shape {shape}")
+        count = 1
+        for n in shape:
+            count *= int(n)
+        need = count * dtype.itemsize
+        stored = info.file_size - f.tell()
+        if need != stored:
+            raise _EntryError(f"its header declares shape {shape} of {dtype} ({need} bytes) but "
+                              f"the archive stores {stored} bytes after it")
+        data = bytearray(need)
+        view = memoryview(data)
+        got = 0
+        while got < need:
+            chunk = f.read(min(need - got, 1 << 24))
+            if not chunk:
+                break
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
+        if got != need or f.read(1):
+            raise _EntryError(f"holds {got} bytes of data where its header declares {need}")
+    arr = np.frombuffer(data, dtype=dtype, count=count)
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def check_padded(X, lengths, name="X", prefix="", error=ValueError):
@@ -227,48 +399,66 @@ def load_npz(path, dtype="float32", require_targets=True):
     optionally lengths (N,). Integer y is taken as class indices 0..C-1. With
     require_targets=False, y may be absent (y is then None: data to predict on)."""
     path = os.fspath(path)
-    archive = open_npz(path, DataFormatError, "a readable .npz archive")
-    if not hasattr(archive, "files"):
-        raise DataFormatError(f"{path}: holds a single array; expected an .npz archive with X "
-                              f"and y")
-    with archive:
-        needed = ("X", "y") if require_targets else ("X",)
-        missing = [k for k in needed if k not in archive.files]
-        if missing:
-            raise DataFormatError(f"{path}: missing arrays {missing} (has {archive.files})")
-        X = np.asarray(archive["X"])
-        y = np.asarray(archive["y"]) if "y" in archive.files else None
-        lengths = np.asarray(archive["lengths"]) if "lengths" in archive.files else None
-    if not np.issubdtype(X.dtype, np.number):
-        raise DataFormatError(f"{path}: X: expected numbers, got dtype {X.dtype}")
+    archive = read_npz(path, DataFormatError, "a readable .npz archive of X and y")
+    needed = ("X", "y") if require_targets else ("X",)
+    missing = [k for k in needed if k not in archive]
+    if missing:
+        raise DataFormatError(f"{path}: missing arrays {missing} (has {sorted(archive)})")
+    X = archive["X"]
+    y = archive.get("y")
+    lengths = archive.get("lengths")
+    if X.dtype.kind not in "biuf":  # complex would lose its imaginary part, dates their meaning
+        raise DataFormatError(f"{path}: X: expected real numbers, got dtype {X.dtype}")
     if X.ndim == 2:
         X = X[:, :, None]
-    if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataFormatError(f"{path}: X: expected shape (N, T, F) with N, T >= 1, got {X.shape}")
+    if X.ndim != 3 or 0 in X.shape:
+        raise DataFormatError(f"{path}: X: expected shape (N, T, F) with N, T, F >= 1, got "
+                              f"{X.shape}")
     N, T = X.shape[:2]
-    if y is not None and len(y) != N:
-        raise DataFormatError(f"{path}: X has {N} sequences but y has {len(y)} targets")
+    if y is not None and (y.ndim == 0 or len(y) != N):
+        raise DataFormatError(f"{path}: X has {N} sequences but y has "
+                              f"{'a single value' if y.ndim == 0 else f'{len(y)} targets'}")
+    if lengths is not None and lengths.dtype.kind not in "iu":
+        raise DataFormatError(f"{path}: lengths: expected integers, got dtype {lengths.dtype}")
     X, lengths = check_padded(X, lengths, prefix=f"{path}: ", error=DataFormatError)
-    X = X.astype(dtype)
+    X = _cast_finite(path, "X", X, dtype)
     if y is None:
         return SequenceData(X, lengths, None, [], path)
-    if np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind in "iu":
         if y.ndim != 1:
             raise DataFormatError(f"{path}: y: integer class labels must be 1-D, got {y.shape}")
         if y.min() < 0:
             raise DataFormatError(f"{path}: y: class labels must be >= 0, got {y.min()}")
+        if y.max() >= MAX_CLASSES:
+            raise DataFormatError(f"{path}: y: class label {y.max()} would make {y.max() + 1} "
+                                  f"classes (numgru takes at most {MAX_CLASSES}); integer y holds "
+                                  f"class indices 0..C-1 (float y: regression targets)")
         classes = [str(c) for c in range(int(y.max()) + 1)]
         y = y.astype(np.int64)
-    elif np.issubdtype(y.dtype, np.floating):
+    elif y.dtype.kind == "f":
+        if y.ndim not in (1, 2) or y.ndim == 2 and y.shape[1] == 0:
+            raise DataFormatError(f"{path}: y: float targets must be (N,) or (N, K) with K >= 1, "
+                                  f"got shape {y.shape}")
         if not np.isfinite(y).all():
             raise DataFormatError(f"{path}: y: NaN or Inf at target "
                                   f"{int(np.argwhere(~np.isfinite(y))[0][0])}")
-        y = (y[:, None] if y.ndim == 1 else y).astype(dtype)
+        y = _cast_finite(path, "y", y[:, None] if y.ndim == 1 else y, dtype)
         classes = []
     else:
         raise DataFormatError(f"{path}: y: expected integer labels or float targets, got "
                               f"{y.dtype}")
     return SequenceData(X, lengths, y, classes, path)
+
+
+def _cast_finite(path, name, values, dtype):
+    """values (all finite) in dtype, refusing those beyond its range (1e39 is inf in float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values).astype(dtype)
+    if not np.isfinite(out).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+        raise DataFormatError(f"{path}: {name}: the value {np.asarray(values)[where].item()!r} at "
+                              f"index {where} is beyond the range of {np.dtype(dtype).name}")
+    return out
 
 
 # -- CSV time series --
@@ -281,7 +471,11 @@ def load_csv(path, column=None, dtype="float64"):
     """
     path = os.fspath(path)
     lines = _read_lines(path)
-    rows = [(no, row) for no, row in enumerate(csv.reader(lines), 1) if row and any(row)]
+    reader = csv.reader(lines)
+    try:
+        rows = [(no, row) for no, row in enumerate(reader, 1) if row and any(row)]
+    except csv.Error as e:  # a NUL byte, an unterminated quote, a field beyond the size limit
+        raise DataFormatError(f"{path}:{reader.line_num}: not CSV text ({e})") from None
     if not rows:
         raise DataFormatError(f"{path}: the file is empty")
     header = None
@@ -291,6 +485,9 @@ def load_csv(path, column=None, dtype="float64"):
     if not rows:
         raise DataFormatError(f"{path}: a header but no data rows")
     width = len(rows[0][1])
+    if header is not None and len(header) != width:
+        raise DataFormatError(f"{path}: the header names {len(header)} columns, the rows have "
+                              f"{width} fields")
     if column is None:
         col = width - 1
     elif isinstance(column, str) and not column.lstrip("-").isdigit():

@@ -71,6 +71,43 @@ def _check_return_device(ops, return_device):
                          "runs on the host")
 
 
+class CacheTooLargeError(MemoryError):
+    """A training forward whose cache would not fit in the memory available: refused before
+    anything is allocated, with the bytes it needs and what would make it fit."""
+
+
+# Values per step, row and hidden unit that a training forward keeps or allocates per layer and
+# direction, beyond the layer's input: the backend's cache (cpu: r, z, n, W_hn h + b_hn; numpy:
+# also the state entering each step, and the input projection of every step while it runs)
+# and the direction's outputs.
+_CACHE_VALUES = {"cpu": 4 + 1, "numpy": 9 + 1}
+_ALWAYS_FITS = 64 << 20  # caches below 64 MiB are not checked
+
+
+def _check_training_memory(layer, shape, batch_first, what="forward(train=True)"):
+    """Refuse (CacheTooLargeError) a training forward over x of this shape whose cache would not
+    fit in the memory available (`numgru._memory`), before anything is allocated. Host
+    backends only (a device's memory is the device's)."""
+    per = _CACHE_VALUES.get(layer.device)
+    if per is None or len(shape) != 3:
+        return
+    B, T = (shape[0], shape[1]) if batch_first else (shape[1], shape[0])
+    need = layer.training_bytes(T, B)
+    if need < _ALWAYS_FITS:  # no system call on the path of ordinary training steps
+        return
+    from ._memory import available_bytes, describe
+    free = available_bytes()
+    if free is None or need <= free:
+        return
+    raise CacheTooLargeError(
+        f"{what}: the training cache of {T} steps × {B} sequences would take {describe(need)}, "
+        f"more than the {describe(free)} of memory available. It grows with steps × batch × "
+        f"hidden units × layers × directions; to fit, train in shorter chunks of time "
+        f"(Trainer(chunk_steps=...) or GRUModel.forward_backward_chunked: exact gradients, the "
+        f"memory of one chunk), use float32 instead of float64 (half the bytes), or a smaller "
+        f"batch")
+
+
 def _check_shape(name, arr, expected):
     if arr.shape != tuple(expected):
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
@@ -245,13 +282,31 @@ class GRU(_Parameters):
         """Inference: (y, h_n); keeps nothing for backward."""
         return self.forward(x, h0, lengths, train=False, return_device=return_device)
 
+    def training_bytes(self, T, B):
+        """Bytes a training forward over T steps of B sequences keeps or allocates: the cache of
+        every layer and direction, the outputs, the dropout masks and the copies of the input
+        and the output (an estimate: within a few percent of the peak for device="cpu",
+        somewhat above it for "numpy", whose temporaries come and go)."""
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        per = _CACHE_VALUES.get(self.device, 5)
+        values = 2 * self.input_size + D * H  # x (and its time-major copy), y's copy
+        for k in range(L):
+            values += D * per * H + (D * H if D > 1 else 0)
+            if self.dropout > 0 and k < L - 1:
+                values += 2 * D * H  # the mask and the masked output
+        return int(T) * int(B) * values * self.dtype.itemsize
+
     def forward(self, x, h0=None, lengths=None, train=False, *, return_device=False):
         """(y, h_n). With train=True, keeps what backward needs and applies dropout.
 
         x and h0 may be numpy or (device="cuda") device arrays; y and h_n are numpy arrays unless
         return_device=True, which returns device arrays and copies nothing to the host.
+        A training forward whose cache would not fit in the memory available raises
+        CacheTooLargeError (a MemoryError) before allocating anything.
         """
         _check_return_device(self._ops, return_device)
+        if train and hasattr(x, "shape"):
+            _check_training_memory(self, tuple(x.shape), self.batch_first)
         x_in = x
         x, h0, lengths = self._check_inputs(x, h0, lengths)
         be, ops, H, D = self._backend, self._ops, self.hidden_size, self.num_directions

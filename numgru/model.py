@@ -10,7 +10,8 @@ import threading
 import numpy as np
 
 from . import backend
-from .layers import GRU, _as_dtype, _as_float_array, _check_lengths, _Parameters, _positive_int
+from .layers import (GRU, _as_dtype, _as_float_array, _check_lengths, _check_training_memory,
+                     _Parameters, _positive_int)
 
 HEADS = ("last", "sequence")
 
@@ -141,6 +142,41 @@ class GRUModel:
     @classmethod
     def from_config(cls, config, device="auto", seed=None):
         """A model of the shape `config()` describes (weights freshly initialised)."""
+        cls._check_config(config)
+        return cls(**config, device=device, seed=seed)
+
+    @classmethod
+    def parameter_shapes(cls, config, at_most=None):
+        """{name: shape} of the parameters of a model of this config, without building it (a
+        checkpoint's arrays are checked against these before a model is allocated). at_most:
+        refuse a config of more parameter arrays than that before listing them (a file that
+        claims 10**30 layers)."""
+        cls._check_config(config)
+        sizes = {}
+        for key in ("input_size", "hidden_size", "output_size", "num_layers"):
+            sizes[key] = _positive_int(key, config.get(key))
+        for key in ("bidirectional", "reset_after"):
+            if not isinstance(config.get(key, False), bool):
+                raise TypeError(f"config: {key}: expected true or false, got {config.get(key)!r}")
+        I, H, O, L = (sizes[k] for k in ("input_size", "hidden_size", "output_size",
+                                          "num_layers"))
+        D = 2 if config.get("bidirectional", False) else 1
+        if at_most is not None and 4 * L * D + 2 > at_most:
+            raise ValueError(f"config: {L} layers{' in both directions' if D == 2 else ''} make "
+                             f"{4 * L * D + 2} parameter arrays, more than the {at_most} given")
+        shapes = {}
+        for k in range(L):
+            for s in ("", "_reverse")[:D]:
+                shapes[f"gru.weight_ih_l{k}{s}"] = (3 * H, I if k == 0 else D * H)
+                shapes[f"gru.weight_hh_l{k}{s}"] = (3 * H, H)
+                shapes[f"gru.bias_ih_l{k}{s}"] = (3 * H,)
+                shapes[f"gru.bias_hh_l{k}{s}"] = (3 * H,)
+        shapes["fc.weight"] = (O, D * H)
+        shapes["fc.bias"] = (O,)
+        return shapes
+
+    @staticmethod
+    def _check_config(config):
         if not isinstance(config, dict):
             raise TypeError(f"config: expected a dict, got {type(config).__name__}")
         known = {"input_size", "hidden_size", "output_size", "num_layers", "bidirectional",
@@ -148,7 +184,6 @@ class GRUModel:
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"config: unknown keys {unknown} (expected some of {sorted(known)})")
-        return cls(**config, device=device, seed=seed)
 
     def __repr__(self):
         c = self.config()
@@ -221,7 +256,10 @@ class GRUModel:
 
     def forward(self, x, lengths=None, h0=None, train=False, return_state=False):
         """out, or (out, h_n) with return_state=True (h_n (num_layers·D, B, H), for streaming
-        generation). With train=True, keeps what backward needs and applies dropout."""
+        generation). With train=True, keeps what backward needs and applies dropout; a cache
+        that would not fit in memory raises CacheTooLargeError first (see GRU.forward)."""
+        if train and hasattr(x, "shape"):
+            _check_training_memory(self.gru, tuple(x.shape), True, "GRUModel.forward(train=True)")
         x = _as_float_array("x", x, self.dtype)
         if x.ndim != 3:
             raise ValueError(f"x: expected a 3-D array (B, T, input_size), got {x.ndim}-D shape "
@@ -241,6 +279,91 @@ class GRUModel:
         if train:
             self._cache.value = (B, T, lengths, y.shape)
         return (out, h_n) if return_state else out
+
+    def forward_backward_chunked(self, x, loss_fn, chunk_steps, lengths=None):
+        """A training forward and backward over long sequences in chunks of `chunk_steps` steps:
+        the gradients of one whole pass (the same up to rounding; the same masks' with dropout)
+        in the memory of one chunk. For sequences whose training cache would not fit at once
+        (100 000 steps and more); unidirectional models.
+
+        loss_fn(out) -> (loss, dout): the loss of the whole output (shaped as forward returns
+        it) and its gradient. Adds the gradients into grads (zero them first); returns
+        (out, loss).
+
+        A first pass runs the chunks in order, in training mode, and keeps the state entering
+        each chunk (num_layers·B·H values per chunk), the random state its dropout masks start
+        from, and what the head reads (the last valid step, or the head's output at every
+        step); the loss follows from the whole output. A second pass, from the last chunk to
+        the first, runs each chunk's forward again from its state (drawing the same masks) and
+        its backward, fed the gradient that flows in from the later chunks. One more forward
+        pass than forward + backward; rows whose sequence ended before a chunk sit it out.
+        """
+        gru = self.gru
+        if gru.bidirectional:
+            raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
+                             "ends; training in chunks of time needs a unidirectional one")
+        C = _positive_int("chunk_steps", chunk_steps)
+        x = _as_float_array("x", x, self.dtype)
+        if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x: expected a 3-D array (B, T, input_size) with B, T >= 1, got "
+                             f"shape {x.shape}")
+        B, T = x.shape[:2]
+        lengths = _check_lengths(lengths, B, T)
+        L, H = gru.num_layers, gru.hidden_size
+        starts = list(range(0, T, C))
+        last = lengths - 1
+        h = np.zeros((L, B, H), self.dtype)
+        entry, masks_from = [], []
+        y_last = np.zeros((B, H), self.dtype)
+        out = None if self.head == "last" else np.zeros((B, T, self.output_size), self.dtype)
+
+        def chunk(c, h0):
+            """Chunk c's rows, and its forward (training mode) from h0 (L, B, H)."""
+            s, e = starts[c], min(starts[c] + C, T)
+            rows = np.nonzero(lengths > s)[0]
+            y, h_rows = gru.forward(x[rows, s:e], h0=h0[:, rows],
+                                    lengths=np.minimum(lengths[rows] - s, e - s), train=True)
+            return s, e, rows, y, h_rows
+
+        for c in range(len(starts)):
+            entry.append(h.copy())
+            masks_from.append(gru._rng.bit_generator.state)
+            s, e, rows, y, h_rows = chunk(c, h)
+            h[:, rows] = h_rows
+            if self.head == "last":
+                here = (last[rows] >= s) & (last[rows] < e)
+                y_last[rows[here]] = y[here, last[rows[here]] - s]
+            else:
+                out[rows, s:e] = self.fc(y)
+        gru._tape.value = None
+        after = gru._rng.bit_generator.state
+        if self.head == "last":
+            out = self.fc(y_last)
+        else:
+            out[~(np.arange(T)[None, :] < lengths[:, None])] = 0
+        loss, dout = loss_fn(out)
+        dout = _as_float_array("dout", dout, self.dtype)
+        if dout.shape != out.shape:
+            raise ValueError(f"dout: expected shape {out.shape}, got {dout.shape}")
+        dh = np.zeros((L, B, H), self.dtype)
+        for c in reversed(range(len(starts))):
+            gru._rng.bit_generator.state = masks_from[c]
+            s, e, rows, y, _ = chunk(c, entry[c])
+            if self.head == "last":
+                dy = np.zeros_like(y)
+                here = np.nonzero((last[rows] >= s) & (last[rows] < e))[0]
+                if here.size:
+                    self.fc.forward(y[here, last[rows[here]] - s], train=True)
+                    dy[here, last[rows[here]] - s] = self.fc.backward(dout[rows[here]])
+            else:
+                self.fc.forward(y, train=True)
+                valid = np.arange(s, e)[None, :] < lengths[rows][:, None]
+                dy = self.fc.backward(np.where(valid[:, :, None], dout[rows, s:e], 0)
+                                      .astype(self.dtype, copy=False))
+            _, dh_rows = gru.backward(dy, dh[:, rows])
+            dh[:, rows] = dh_rows
+        gru._rng.bit_generator.state = after
+        return out, loss
 
     def backward(self, dout, dh_n=None):
         """BPTT through the head and the GRU; adds into grads; returns (dx, dh0)."""

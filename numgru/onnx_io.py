@@ -1196,16 +1196,27 @@ def load_onnx(path, dtype=None, device="auto"):
     except Exception as e:  # a DecodeError, a missing external file: not a usable ONNX model
         raise OnnxImportError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") \
             from None
-    if not proto.graph.node:
-        raise OnnxImportError(f"{path}: the ONNX model has an empty graph")
-    if proto.functions:
-        from onnx import inliner
-        proto = inliner.inline_local_functions(proto)
     try:
+        if not proto.graph.node:
+            raise OnnxImportError("the ONNX model has an empty graph")
+        if proto.functions:
+            from onnx import inliner
+            proto = inliner.inline_local_functions(proto)
         info = _model_info(onnx, proto)
     except OnnxImportError as e:
         raise OnnxImportError(f"{path}: {e}") from None
-    return _build_model(info, dtype, device, path)
+    except Exception as e:
+        # A damaged protobuf parses into fields that make no sense (tensors whose data do not
+        # match their dims, names that are not UTF-8, ...); whatever that breaks while the graph
+        # is followed, the file is not a usable model: say so, naming the file.
+        raise OnnxImportError(f"{path}: not a usable ONNX model ({type(e).__name__}: "
+                              f"{str(e)[:300]})") from None
+    try:
+        return _build_model(info, dtype, device, path)
+    except OnnxImportError:
+        raise
+    except (TypeError, ValueError) as e:  # e.g. a weight that is not finite, a bad dtype
+        raise OnnxImportError(f"{path}: {e}") from None
 
 
 def _build_model(info, dtype, device, path):

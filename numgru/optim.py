@@ -261,14 +261,29 @@ class Optimizer:
             raise ValueError(f"state: saved by {state['type']}, cannot load into "
                              f"{type(self).__name__}")
         buffers = state.get("buffers", {})
-        if sorted(buffers) != sorted(self.state):
-            raise ValueError(f"state: expected buffers {sorted(self.state)}, got {sorted(buffers)}")
+        if not isinstance(buffers, dict) or sorted(buffers) != sorted(self.state):
+            raise ValueError(f"state: expected buffers {sorted(self.state)}, got "
+                             f"{sorted(buffers) if isinstance(buffers, dict) else buffers!r}")
         for name, arrays in buffers.items():
             sizes = [b.size for b in self.state[name]]
+            if not isinstance(arrays, (list, tuple)):
+                raise TypeError(f"state: buffer {name!r}: expected a list of arrays, got "
+                                f"{type(arrays).__name__}")
             got = [np.asarray(a).size for a in arrays]
             if got != sizes:
                 raise ValueError(f"state: buffer {name!r} has span sizes {got}, this optimizer's "
                                  f"parameters have {sizes} (another model shape?)")
+            for k, a in enumerate(arrays):
+                a = np.asarray(a)
+                if a.dtype.kind not in "biuf" or not np.isfinite(a).all():
+                    raise ValueError(f"state: buffer {name!r}[{k}]: expected finite real numbers "
+                                     f"(dtype {a.dtype})")
+        hyper = self._checked_hyperparameters(state.get("hyperparameters", {}))
+        step_count = state.get("step_count")
+        if isinstance(step_count, bool) or not isinstance(step_count, (int, np.integer)) or \
+                step_count < 0:
+            raise ValueError(f"state: step_count: expected a non-negative integer, got "
+                             f"{step_count!r}")
         for name, arrays in buffers.items():
             for dst, src in zip(self.state[name], arrays):
                 src = np.ascontiguousarray(src, dtype=dst.dtype).reshape(dst.shape)
@@ -276,9 +291,35 @@ class Optimizer:
                     dst.copy_to_device(src)
                 else:
                     dst[...] = src
-        for key, value in state.get("hyperparameters", {}).items():
-            setattr(self, key, tuple(value) if isinstance(value, list) else value)
-        self.step_count = int(state["step_count"])
+        for key, value in hyper.items():
+            setattr(self, key, value)
+        self.step_count = int(step_count)
+
+    def _checked_hyperparameters(self, saved):
+        """Saved hyperparameters checked as the constructor checks them: only this optimizer's
+        own names (a state may set nothing else on it), numbers finite and in range."""
+        current = self.hyperparameters()
+        if not isinstance(saved, dict):
+            raise TypeError(f"state: hyperparameters: expected a dict, got {type(saved).__name__}")
+        unknown = sorted(set(saved) - set(current))
+        if unknown:
+            raise ValueError(f"state: hyperparameters {unknown} are not {type(self).__name__}'s "
+                             f"(expected some of {sorted(current)})")
+        out = {}
+        for key, value in saved.items():
+            old = current[key]
+            if isinstance(old, bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"state: {key}: expected true or false, got {value!r}")
+                out[key] = value
+            elif isinstance(old, (list, tuple)):
+                if not isinstance(value, (list, tuple)) or len(value) != len(old):
+                    raise ValueError(f"state: {key}: expected {len(old)} numbers, got {value!r}")
+                out[key] = tuple(_check_number(f"state: {key}[{i}]", v, 0.0, 1.0, high_open=True)
+                                 for i, v in enumerate(value))
+            else:
+                out[key] = _check_number(f"state: {key}", value)
+        return out
 
 
 class Adam(Optimizer):
@@ -380,11 +421,18 @@ class _Schedule:
                 "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state):
-        if state.get("type") != type(self).__name__:
-            raise ValueError(f"state: saved by {state.get('type')}, cannot load into "
-                             f"{type(self).__name__}")
-        self.base_lr = float(state["base_lr"])
-        self.last_epoch = int(state["last_epoch"])
+        if not isinstance(state, dict) or state.get("type") != type(self).__name__:
+            raise ValueError(f"state: saved by "
+                             f"{state.get('type') if isinstance(state, dict) else state!r}, "
+                             f"cannot load into {type(self).__name__}")
+        base_lr = _check_number("state: base_lr", state.get("base_lr"))
+        last_epoch = state.get("last_epoch")
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, (int, np.integer)) or \
+                last_epoch < 0:
+            raise ValueError(f"state: last_epoch: expected a non-negative integer, got "
+                             f"{last_epoch!r}")
+        self.base_lr = base_lr
+        self.last_epoch = int(last_epoch)
         self.optimizer.lr = self.lr_at(self.last_epoch)
 
 

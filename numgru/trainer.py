@@ -61,14 +61,30 @@ class Trainer:
     the global batch, of which each rank takes its share; rank 0's weights and optimizer state are
     broadcast at construction and at the start of each fit; the gradients are summed with one
     Allreduce per step; metrics, validation and errors are shared; rank 0 alone writes files.
+    chunk_steps: train on batches longer than this in chunks of that many steps
+    (GRUModel.forward_backward_chunked): the same gradients, the memory of one chunk instead
+    of the whole sequence, one more forward pass; for very long sequences (unidirectional).
     deterministic: True, or a number of rows c: each global batch is cut into chunks of c rows
     (1 for True) whose gradients are added in a fixed order, so that the results are bitwise the
     same for any number of ranks (slower; see the README).
     """
 
     def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
-                 progress=True, distributed=False, deterministic=False):
+                 progress=True, distributed=False, deterministic=False, chunk_steps=None):
         self.model = model
+        if chunk_steps is not None:
+            if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer)) \
+                    or chunk_steps < 1:
+                raise ValueError(f"chunk_steps: expected a positive integer or None, got "
+                                 f"{chunk_steps!r}")
+            if getattr(getattr(model, "gru", None), "bidirectional", False):
+                raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
+                                 "ends; training in chunks of time needs a unidirectional one")
+            if (distributed is not None and distributed is not False) or deterministic:
+                raise ValueError("chunk_steps: training in chunks of time is for one process; "
+                                 "data-parallel training takes whole sequences")
+            chunk_steps = int(chunk_steps)
+        self.chunk_steps = chunk_steps
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         self.loss_fn = losses.get(loss)
@@ -193,16 +209,25 @@ class Trainer:
     def _step(self, x, y, lengths, mask):
         model = self.model
         model.zero_grad()
-        out = model.forward(x, lengths=lengths, train=True)
-        if mask is None and model.head == "sequence" and lengths is not None:
-            T = out.shape[1]
-            mask = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
-        loss, grad = self.loss_fn(out, y, mask)
         step = self.global_step + 1
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were not "
-                                     f"updated (they hold the values after step {step - 1})", step)
-        model.backward(grad)
+
+        def loss_of(out):
+            m = mask
+            if m is None and model.head == "sequence" and lengths is not None:
+                m = np.arange(out.shape[1])[None, :] < np.asarray(lengths)[:, None]
+            loss, grad = self.loss_fn(out, y, m)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were "
+                                         f"not updated (they hold the values after step "
+                                         f"{step - 1})", step)
+            return loss, grad
+
+        if self.chunk_steps is not None and np.shape(x)[1] > self.chunk_steps:
+            out, loss = model.forward_backward_chunked(x, loss_of, self.chunk_steps, lengths)
+        else:
+            out = model.forward(x, lengths=lengths, train=True)
+            loss, grad = loss_of(out)
+            model.backward(grad)
         norm = self.optimizer.grad_norm()
         if not math.isfinite(norm):
             raise NonFiniteLossError(f"the gradient norm is {norm} at step {step} (loss {loss}); "
@@ -466,25 +491,73 @@ class Trainer:
         if "epoch" not in training:
             raise ckpt_io.CheckpointError(f"{path}: holds no epoch-loop state (saved by "
                                           f"Trainer.save, not by fit); cannot resume from it")
-        self.model.load_state_dict(ck.model_state())
+        loop = _loop_state(training, path)
+        best = ck.arrays.get("extra/best_params")
+        if best is not None and (best.shape != (self.model.num_parameters(),)
+                                 or best.dtype.kind != "f" or not np.isfinite(best).all()):
+            raise ckpt_io.CheckpointError(f"{path}: damaged checkpoint: best_params is "
+                                          f"{best.dtype} {best.shape}, expected "
+                                          f"{self.model.num_parameters()} finite values")
         opt_state = ck.optimizer_state()
         if opt_state is None:
             raise ckpt_io.CheckpointError(f"{path}: holds no optimizer state; cannot resume")
+        # Everything is checked before anything changes: a damaged file leaves the model, the
+        # optimizer and the generators as they were.
+        saved_params = self.model.get_flat_params()
+        saved_opt = self.optimizer.state_dict()
         try:
+            shuffle, dropout = (np.random.default_rng() for _ in range(2))
+            shuffle.bit_generator.state = loop["shuffle_rng"]
+            dropout.bit_generator.state = loop["dropout_rng"]
+            self.model.load_state_dict(ck.model_state())
             self.optimizer.load_state_dict(opt_state)
-        except ValueError as e:
-            raise ckpt_io.CheckpointError(f"{path}: {e}") from None
-        if self.scheduler is not None and ck.meta.get("scheduler") is not None:
-            self.scheduler.load_state_dict(ck.meta["scheduler"])
-        self.global_step = int(training["global_step"])
-        self.history = {k: list(v) for k, v in training["history"].items()}
-        self._shuffle_rng.bit_generator.state = training["shuffle_rng"]
-        self.model.gru._rng.bit_generator.state = training["dropout_rng"]
-        state.update(epoch=int(training["epoch"]), best_value=training["best_value"],
-                     best_epoch=training["best_epoch"], wait=int(training["wait"]))
+            if self.scheduler is not None and ck.meta.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ck.meta["scheduler"])  # checks, then sets
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            self.model.set_flat_params(saved_params)
+            self.optimizer.load_state_dict(saved_opt)
+            raise ckpt_io.CheckpointError(f"{path}: cannot resume from it: {e}") from None
+        self._shuffle_rng.bit_generator.state = shuffle.bit_generator.state
+        self.model.gru._rng.bit_generator.state = dropout.bit_generator.state
+        self.global_step = loop["global_step"]
+        self.history = loop["history"]
+        state.update(epoch=loop["epoch"], best_value=loop["best_value"],
+                     best_epoch=loop["best_epoch"], wait=loop["wait"])
         self._saved_epoch = state["epoch"]
-        best = ck.arrays.get("extra/best_params")
         return None if best is None else best.copy()
+
+
+def _loop_state(training, path):
+    """The epoch loop's state from a checkpoint's training record, every field checked."""
+    def bad(key, expected):
+        raise ckpt_io.CheckpointError(f"{path}: damaged checkpoint: training.{key}: expected "
+                                      f"{expected}, got {str(training.get(key))[:80]!r}")
+
+    def count(key):
+        v = training.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            bad(key, "a non-negative integer")
+        return v
+
+    out = {k: count(k) for k in ("epoch", "global_step", "wait")}
+    best_value = training.get("best_value")
+    if best_value is not None and (isinstance(best_value, bool)
+                                   or not isinstance(best_value, (int, float))):
+        bad("best_value", "a number or null")
+    best_epoch = training.get("best_epoch")
+    if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)
+                                   or not 1 <= best_epoch <= out["epoch"]):
+        bad("best_epoch", f"null or an epoch in [1, {out['epoch']}]")
+    history = training.get("history")
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        bad("history", "an object of lists")
+    for key in ("shuffle_rng", "dropout_rng"):
+        if not isinstance(training.get(key), dict):
+            bad(key, "a generator's state")
+    out.update(best_value=best_value, best_epoch=best_epoch,
+               history={k: list(v) for k, v in history.items()},
+               shuffle_rng=training["shuffle_rng"], dropout_rng=training["dropout_rng"])
+    return out
 
 
 def _with_context(e, suffix, epoch, checkpoint):

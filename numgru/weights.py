@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from .checkpoint import atomic_write
+from .data import read_npz
 
 FORMATS = (".safetensors", ".npz")
 _DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
@@ -105,28 +106,26 @@ def load_weights(path):
         raise ValueError(f"{path}: the file is empty")
     if ext == ".safetensors":
         st = _safetensors_numpy()
+        from ._memory import available_bytes, describe
+        free = available_bytes()
+        if free is not None and 2 * os.path.getsize(path) > free:  # the bytes and the arrays
+            raise ValueError(f"{path}: reading it takes {describe(2 * os.path.getsize(path))}, "
+                             f"more than the {describe(free)} of memory available")
         with open(path, "rb") as f:
             data = f.read()
         try:
             tensors = st.load(data)
-        except Exception as e:  # safetensors raises its own SafetensorError, TypeError for bf16
-            text = str(e)
-            if "bf16" in text.lower() or "bfloat16" in text.lower():
+        except (KeyError, TypeError) as e:  # a dtype numpy lacks (BF16, F8_*): its name
+            kind = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            if "bf16" in kind.lower() or "bfloat16" in kind.lower():
                 raise ValueError(f"{path}: holds bfloat16 tensors, which numpy cannot represent; "
                                  f"save them as float32") from None
+            raise ValueError(f"{path}: holds {kind} tensors, which numpy cannot "
+                             f"represent") from None
+        except Exception as e:  # safetensors' own SafetensorError: not the format
             raise ValueError(f"{path}: not a readable .safetensors file ({e})") from None
         return {k: np.array(v) for k, v in tensors.items()}
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as e:  # BadZipFile, ValueError (a pickle), OSError
-        raise ValueError(f"{path}: not a readable .npz weight file ({e})") from None
-    if not hasattr(archive, "files"):
-        raise ValueError(f"{path}: holds a single array; expected an .npz archive of named arrays")
-    with archive:
-        try:
-            out = {k: np.asarray(archive[k]) for k in archive.files}
-        except ValueError as e:  # an object array needs pickle
-            raise ValueError(f"{path}: {e}") from None
+    out = read_npz(path, ValueError, "a readable .npz weight file (an archive of named arrays)")
     if "__meta__" in out:
         raise ValueError(f"{path}: a numgru checkpoint, not a weight file; load it with "
                          f"ng.load_model (or ng.load_checkpoint(path).model_state())")
