@@ -8,7 +8,7 @@ every product underflows or nearly). The layer under test (device "cpu" or "nump
 or float64) and a float64 device="numpy" layer get the same values (the dtype's rounded ones);
 outputs, h_n and every gradient (x, h0, each parameter) are compared per tensor, GRUCell
 likewise (its streaming step and its training step). The CUDA kernels get a few small
-random cases under Numba's simulator (tests/cuda_sim_fuzz.py, in a child process).
+random cases under Numba's simulator (tests/cuda/sim_fuzz.py, run by tests/cuda/test_cuda_sim.py).
 
 Tolerances: the per-tensor rule of tests/helpers.assert_close, max|got - want| <= tol ·
 max(1, max|want|), with test_cpu_vs_reference's tolerances (float64 1e-12; float32 2e-6 for
@@ -46,7 +46,6 @@ the layer's plumbing, bit for bit.)
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 from hypothesis import example, given, strategies as st
@@ -54,7 +53,7 @@ from hypothesis import example, given, strategies as st
 import numgru as ng
 
 from fuzzing import fuzz_settings
-from helpers import assert_close, run_under_cuda_simulator
+from helpers import assert_close
 
 TOL = {np.float64: {"y": 1e-12, "grad": 1e-12}, np.float32: {"y": 2e-6, "grad": 4e-6}}
 KAPPA0 = 20.0
@@ -277,8 +276,3 @@ def test_layers_match_the_float64_reference(case):
               x_scale=1e-4, w_kind="subnormal", seed=6))  # unbatched
 def test_cells_match_the_float64_reference(case):
     check_cell(case)
-
-
-def test_cuda_kernels_under_the_simulator_on_random_cases():
-    run_under_cuda_simulator(Path(__file__).with_name("cuda_sim_fuzz.py"), "CUDA fuzz cases",
-                             timeout=600)

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONAL = ("torch", "onnx", "onnxruntime", "onnxscript", "sklearn", "aeon", "safetensors",
             "mpi4py", "numba.cuda", "numba_cuda", "pandas")
 # numgru modules that exist to use an optional package: the estimators and the CUDA engine.
-OPTIONAL_MODULES = ("aeon", "sklearn", "cuda", "_optim_cuda", "__main__")
+OPTIONAL_MODULES = ("aeon", "sklearn", "cuda", "__main__")
 
 
 def _pyproject():

@@ -2,38 +2,17 @@
 CUDA simulator: the cases and tolerances of tests/test_fuzz_differential.py at sizes the
 simulator runs quickly (it runs every GPU thread as a Python thread).
 
-Not collected by a plain `pytest` run (no test_ prefix): test_fuzz_differential.py runs it in a
-child process with NUMBA_ENABLE_CUDASIM=1, which Numba reads at import.
+Not collected by a plain `pytest` run (no test_ prefix): tests/cuda/test_cuda_sim.py runs it with
+the other sim_*.py modules in a child process with NUMBA_ENABLE_CUDASIM=1.
 """
-
-import os
 
 import numpy as np
 from hypothesis import given, strategies as st
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    raise RuntimeError("run through tests/test_fuzz_differential.py: needs NUMBA_ENABLE_CUDASIM=1")
+import sim_setup  # noqa: F401  (first: the simulator's check and the small tunables)
 
-from numgru import _cuda_config as cfg  # noqa: E402
-
-# Small blocks, as tests/cuda_sim_cases.py patches them (before any kernel is built): the
-# simulator's time grows with the threads of a block, and the sizes here then span several
-# partial tiles.
-cfg.GEMM_THREADS_X = 2
-cfg.GEMM_THREADS_Y = 2
-cfg.GEMM_REG_M = 2
-cfg.GEMM_REG_N = 2
-cfg.GEMM_TILE_K = 4
-cfg.STEP_TILE_UNITS = 4
-cfg.STEP_TILE_BATCH = 2
-cfg.POINTWISE_THREADS = 8
-cfg.PERSIST_THREADS = 4
-cfg.PERSIST_KSPLIT = 2
-cfg.COLSUM_THREADS = 4
-
-from fuzzing import fuzz_settings  # noqa: E402
-from test_fuzz_differential import (H0_SCALES, W_KINDS, X_SCALES, check_cell,  # noqa: E402
-                                    check_layer)
+from fuzzing import fuzz_settings
+from test_fuzz_differential import H0_SCALES, W_KINDS, X_SCALES, check_cell, check_layer
 
 
 @st.composite
