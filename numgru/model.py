@@ -335,7 +335,7 @@ class GRUModel:
                 y_last[rows[here]] = y[here, last[rows[here]] - s]
             else:
                 out[rows, s:e] = self.fc(y)
-        gru._tape.value = None
+        gru._cache.value = None
         after = gru._rng.bit_generator.state
         if self.head == "last":
             out = self.fc(y_last)
