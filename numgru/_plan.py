@@ -6,11 +6,15 @@ their caches (a batch-1 step that reads 3·H·H weights from L2 pays at H = 256 
 not on another) and the cost of a barrier. Sizes far from the crossover are decided by the rule
 `6·B·H² >= 2^20` (one barrier per step against the step's work); for those near it
 (2^16 <= 6·B·H² < 2^24) the first calls of a pass kind (forward, training forward, backward), dtype,
-batch and hidden size run alternately in one part and in all the parts allowed, timed per step
-(the first call, which may compile, is not counted), and the faster choice is kept: in memory,
-and in a small JSON file beside the kernel cache for the next process. A tie within 10% goes to
-one part (it leaves a core free on a shared machine). Every choice gives the same bits (the
-passes' arithmetic does not depend on the partition), so trials change only the time.
+batch and hidden size are a trial: after the first call (which may compile), turns of _RUN calls
+in one part and _RUN calls in all the parts allowed, _ROUNDS turns each, timed per step. The
+first call of a turn is not timed: it moves the weights into the caches of the cores that now
+read them and wakes the threads, which a pass that repeats never pays (alternating single calls
+measured exactly that cost, and chose one part for sizes whose weights fit the cores' caches
+only when split, at a fifth of the speed). The rule's choice stands unless the other count is
+faster by more than _TIE in the best timed call of each; the outcome is kept in memory and in a
+small JSON file beside the kernel cache for the next process. Every choice gives the same bits
+(the passes' arithmetic does not depend on the partition), so trials change only the time.
 
 NUMGRU_PLAN=off uses the rule alone (no trials, no file): reproducible timings for tests and
 benchmarks that need a fixed partition.
@@ -24,8 +28,9 @@ import threading
 _RULE_FLOPS = 1 << 20
 _SURE_SERIAL = 1 << 16
 _SURE_PARALLEL = 1 << 24
-_TRIALS = 2  # timed calls of each candidate
-_TIE = 1.10
+_RUN = 3  # calls of one candidate in a row (the first not timed)
+_ROUNDS = 3  # turns of each candidate
+_TIE = 1.10  # the rule's choice stands unless the other is faster by more than this
 _MAX_ENTRIES = 512
 
 
@@ -82,24 +87,31 @@ class Plan:
             self._load()
             if key in self._chosen:
                 return min(self._chosen[key], most), None
-            trial = self._trials.setdefault(key, {"seen": 0, 1: [], most: []})
+            trial = self._trials.setdefault(key, {"seen": 0, "rule": rule, "most": most,
+                                                  "times": {1: [], most: []}})
             trial["seen"] += 1
-            if trial["seen"] == 1:
-                return rule, None  # may compile: not timed
-            done = sum(len(trial[c]) for c in (1, most))
-            return (1 if done % 2 == 0 else most), key
+            i = trial["seen"] - 2  # the first call may compile: not part of a turn
+            if i < 0:
+                return rule, None
+            candidate = (1, most)[(i // _RUN) % 2]
+            if i % _RUN == 0:  # a turn's first call: caches and threads, not timed
+                return candidate, None
+            return candidate, key
 
     def record(self, key, parts, seconds_per_step):
-        """One timed call of a trial; decides once every candidate ran _TRIALS times."""
+        """One timed call of a trial; decides once every candidate has its timed calls."""
         with self._lock:
             trial = self._trials.get(key)
-            if trial is None or parts not in trial:
+            if trial is None or parts not in trial["times"]:
                 return
-            trial[parts].append(seconds_per_step)
-            most = max(c for c in trial if c != "seen")
-            if len(trial[1]) >= _TRIALS and len(trial[most]) >= _TRIALS:
-                one, many = min(trial[1]), min(trial[most])
-                self._chosen[key] = most if many * _TIE < one else 1
+            times = trial["times"]
+            times[parts].append(seconds_per_step)
+            need = _ROUNDS * (_RUN - 1)
+            if all(len(t) >= need for t in times.values()):
+                rule, most = trial["rule"], trial["most"]
+                other = 1 if rule == most else most
+                best = {c: min(t) for c, t in times.items()}
+                self._chosen[key] = other if best[other] * _TIE < best[rule] else rule
                 del self._trials[key]
                 self._save()
 
@@ -121,7 +133,8 @@ def plan():
     if found is None:
         from ._jit import CACHE_DIR
         from ._target import PATH
-        name = f"numgru-plan-{PATH.name}-{PATH.cpu}-{threads}t.json"
+        # v2: decided by turns of calls (plans of the alternating single calls are not reused)
+        name = f"numgru-plan-v2-{PATH.name}-{PATH.cpu}-{threads}t.json"
         with _PLAN_LOCK:
             found = _PLANS.setdefault(
                 threads, Plan(os.path.join(CACHE_DIR, name) if CACHE_DIR else None))

@@ -167,29 +167,47 @@ def test_step_against_reference(dtype, tol, reset_after, B):
 
 # -- the plan --
 
-def test_plan_tries_both_counts_and_keeps_the_faster(tmp_path, monkeypatch):
+def _trial(plan, kind, B, H, per_step):
+    """Runs a plan's trial to its end: per_step[parts] is the time each call reports. Returns the
+    parts of the calls, and which were timed."""
+    calls = []
+    while f"{kind}/float32/{B}x{H}/2" not in plan.chosen():
+        parts, key = plan.parts(kind, "float32", B, H, 2)
+        calls.append((parts, key is not None))
+        if key is not None:
+            plan.record(key, parts, per_step[parts])
+        if len(calls) > 100:
+            raise AssertionError("the trial does not end")
+    return calls
+
+
+def test_plan_tries_both_counts_in_turns_and_keeps_the_faster(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMGRU_PLAN", "on")
     path = tmp_path / "plan.json"
     p = _plan.Plan(str(path))
-    B, H = 8, 256  # 6·B·H² = 3.1e6: near the crossover
+    B, H = 8, 256  # 6·B·H² = 3.1e6: near the crossover; the rule says 2 parts
     assert p.parts("infer", "float32", B, H, 1) == (1, None)  # one thread: nothing to try
     assert p.parts("infer", "float32", B, H, 2) == (2, None)  # the first call is not timed
-    seen = []
-    for _ in range(4):
-        parts, key = p.parts("infer", "float32", B, H, 2)
-        seen.append(parts)
-        p.record(key, parts, {1: 10e-6, 2: 6e-6}[parts])
-    assert sorted(seen) == [1, 1, 2, 2]
-    assert p.parts("infer", "float32", B, H, 2) == (2, None)
-    assert json.loads(path.read_text()) == {"infer/float32/8x256/2": 2}
-    # A new process reads the choice; a tie (within 10%) goes to one part.
+    calls = _trial(p, "infer", B, H, {1: 5e-6, 2: 6e-6})  # one part 20% faster: it wins
+    run, rounds = _plan._RUN, _plan._ROUNDS
+    # Turns of _RUN calls of each count, alternating, the first of each turn not timed.
+    turn = [(c, j > 0) for c in (1, 2) for j in range(run)]
+    assert calls == turn * rounds
+    assert p.parts("infer", "float32", B, H, 2) == (1, None)
+    assert json.loads(path.read_text()) == {"infer/float32/8x256/2": 1}
+    # A new process reads the choice; a difference within 10% keeps the rule's choice.
     q = _plan.Plan(str(path))
-    assert q.parts("infer", "float32", B, H, 2) == (2, None)
+    assert q.parts("infer", "float32", B, H, 2) == (1, None)
     q.parts("backward", "float32", B, H, 2)
-    for _ in range(4):
-        parts, key = q.parts("backward", "float32", B, H, 2)
-        q.record(key, parts, {1: 10e-6, 2: 9.5e-6}[parts])
-    assert q.parts("backward", "float32", B, H, 2) == (1, None)
+    _trial(q, "backward", B, H, {1: 9.5e-6, 2: 10e-6})
+    assert q.parts("backward", "float32", B, H, 2) == (2, None)
+    # Below the rule's threshold (one part by the rule), two parts must win by more than 10%.
+    q.parts("train", "float32", 1, 256, 2)
+    _trial(q, "train", 1, 256, {1: 10e-6, 2: 9.5e-6})
+    assert q.parts("train", "float32", 1, 256, 2) == (1, None)
+    q.parts("infer", "float32", 1, 256, 2)
+    _trial(q, "infer", 1, 256, {1: 10e-6, 2: 6e-6})
+    assert q.parts("infer", "float32", 1, 256, 2) == (2, None)
 
 
 def test_plan_rule_far_from_the_crossover_and_when_off(tmp_path, monkeypatch):
@@ -230,7 +248,7 @@ def test_passes_under_trial_give_the_same_bits(monkeypatch, tmp_path):
     monkeypatch.setenv("NUMGRU_PLAN", "on")
     trial_plan = _plan.Plan(str(tmp_path / "plan.json"))
     monkeypatch.setattr(cpu, "plan", lambda: trial_plan)
-    for _ in range(6):
+    for _ in range(2 * _plan._RUN * _plan._ROUNDS + 1):  # every call of each kind's trial
         for a, b in zip(run(), want):
             assert np.array_equal(a, b)
     assert len(trial_plan.chosen()) == 3  # infer, train, backward were decided
