@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from ._checks import is_int
+
 TASKS = ("classify", "regress", "forecast")
 
 
@@ -455,7 +457,7 @@ def _check_prep(prep, model, path):
     else:
         for key in ("window", "test_start"):
             v = prep.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "window" else 0):
+            if not is_int(v, 1 if key == "window" else 0):
                 bad(f"{key} must be a {'positive' if key == 'window' else 'non-negative'} "
                     f"integer, got {v!r}")
         if prep.get("column") is not None and not isinstance(prep["column"], str):

@@ -31,6 +31,7 @@ import zlib
 
 import numpy as np
 
+from ._checks import is_int
 from .backend import is_device_array
 
 # Environment variables that launchers set in every process they start: (name, launcher). A
@@ -848,8 +849,7 @@ def _check_deterministic(deterministic):
         return None
     if deterministic is True:
         return 1
-    if isinstance(deterministic, (int, np.integer)) and not isinstance(deterministic, bool) \
-            and deterministic >= 1:
+    if is_int(deterministic, 1):
         return int(deterministic)
     raise ValueError(f"deterministic: expected False, True (chunks of one row) or a positive "
                      f"number of rows per chunk, got {deterministic!r}")

@@ -17,6 +17,7 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from . import distributed as _distributed
 from . import losses
+from ._checks import is_int, positive_int, positive_number
 from .data import check_padded, pad_sequences
 
 
@@ -72,18 +73,14 @@ class Trainer:
     def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
                  progress=True, distributed=False, deterministic=False, chunk_steps=None):
         self.model = model
+        chunk_steps = positive_int("chunk_steps", chunk_steps, or_none=True)
         if chunk_steps is not None:
-            if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer)) \
-                    or chunk_steps < 1:
-                raise ValueError(f"chunk_steps: expected a positive integer or None, got "
-                                 f"{chunk_steps!r}")
             if getattr(getattr(model, "gru", None), "bidirectional", False):
                 raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
                                  "ends; training in chunks of time needs a unidirectional one")
             if (distributed is not None and distributed is not False) or deterministic:
                 raise ValueError("chunk_steps: training in chunks of time is for one process; "
                                  "data-parallel training takes whole sequences")
-            chunk_steps = int(chunk_steps)
         self.chunk_steps = chunk_steps
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
@@ -97,9 +94,7 @@ class Trainer:
             if m == "accuracy" and not self.classification:
                 raise ValueError("metrics: 'accuracy' needs loss='cross_entropy'")
         self.metrics = list(metrics)
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        self.clip_norm = positive_number("clip_norm", clip_norm, or_none=True)
         self.scheduler = scheduler
         self.progress = progress
         self.global_step = 0
@@ -308,11 +303,8 @@ class Trainer:
         on another number of ranks.
         """
         model = self.model
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
-                batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        positive_int("epochs", epochs)
+        positive_int("batch_size", batch_size)
 
         def prepare():
             X_, lengths_ = _as_sequences(X, lengths, model.dtype)
@@ -535,7 +527,7 @@ def _loop_state(training, path):
 
     def count(key):
         v = training.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        if not is_int(v, 0):
             bad(key, "a non-negative integer")
         return v
 
@@ -545,8 +537,7 @@ def _loop_state(training, path):
                                    or not isinstance(best_value, (int, float))):
         bad("best_value", "a number or null")
     best_epoch = training.get("best_epoch")
-    if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)
-                                   or not 1 <= best_epoch <= out["epoch"]):
+    if best_epoch is not None and not (is_int(best_epoch, 1) and best_epoch <= out["epoch"]):
         bad("best_epoch", f"null or an epoch in [1, {out['epoch']}]")
     history = training.get("history")
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
