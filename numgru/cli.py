@@ -305,12 +305,11 @@ def _slug(text):
 
 def _evaluate_prepared(model, prep, part):
     """Metrics of the model on prepared (X, y, lengths): accuracy, or RMSE in the data's units."""
-    from .losses import cross_entropy_loss
-    from .trainer import Trainer
     from .data import Standardizer
+    from .losses import cross_entropy_loss
+    from .trainer import predict
     X, y, lengths = part
-    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
-    out = runner.predict(X, lengths=lengths)
+    out = predict(model, X, lengths=lengths)
     if prep["task"] == "classify":
         loss, _ = cross_entropy_loss(out, y)
         return {"n": int(len(X)), "loss": loss, "accuracy": float(np.mean(out.argmax(1) == y))}
@@ -322,12 +321,6 @@ def _evaluate_prepared(model, prep, part):
         last = scaler.inverse(X[:, -1, 0])  # the value one step before each target
         result["rmse_repeat_last"] = float(np.sqrt(np.mean((last - true[:, 0]) ** 2)))
     return result
-
-
-class _NullOptimizer:
-    """Stands in for an optimizer where a Trainer only predicts."""
-
-    lr = 0.0
 
 
 def _print_result(result, prep, data):
@@ -520,11 +513,10 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .trainer import Trainer
+    from .trainer import predict
     model, prep = _open_run(args.run, args.device)
     X, _, lengths, index = _prepare_for(prep, args.data, args.split, require_targets=False)
-    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
-    out = runner.predict(X, lengths=lengths)
+    out = predict(model, X, lengths=lengths)
     rows = []
     if prep["task"] == "classify":
         z = out - out.max(axis=1, keepdims=True)

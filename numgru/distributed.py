@@ -632,9 +632,9 @@ class DataParallel:
         """Forward and backward on global rows [a, b) (indices `rows` into X), adding their part
         of the global mean loss's gradient into the model's gradients. Returns (their mean loss,
         their totals vector: loss·positions, positions, metric sums)."""
-        from .trainer import NonFiniteLossError, _Totals
+        from .trainer import NonFiniteLossError, _batch, _Totals
         tr, model = self.trainer, self.trainer.model
-        xb, lb, yb, mb = tr._batch(X, lengths, y, rows)
+        xb, lb, yb, mb = _batch(model, X, lengths, y, rows)
         if mask is not None:
             mb = np.asarray(mask[a:b, :xb.shape[1]], bool)
         gru = model.gru

@@ -1,6 +1,7 @@
 """Trainer: one optimizer step per mini-batch of variable-length sequences, and the epoch loop
 around it (shuffling, validation, history, early stopping, best-model restore, checkpoints with
-exact resume, a tqdm progress bar).
+exact resume, a tqdm progress bar); and `predict`, batched inference for any GRUModel, which the
+Trainer and the command line share.
 
 Each mini-batch is cut to its own longest sequence and handed to the model with its lengths, so
 padding neither costs steps nor reaches the loss. With the same seed, data, machine and thread count
@@ -48,6 +49,41 @@ def _as_sequences(X, lengths, dtype, name="X"):
         raise ValueError(f"{name}: expected at least one sequence and one step, got {arr.shape}")
     arr, lengths = check_padded(arr, lengths, name=name)
     return np.ascontiguousarray(arr, dtype=dtype), lengths
+
+
+def _batch(model, X, lengths, y, index):
+    """The batch of these rows, cut to its longest sequence, with its per-step mask."""
+    lb = lengths[index]
+    T = int(lb.max())
+    xb = X[index, :T]
+    mask = None
+    if y is None:
+        yb = None
+    elif model.head == "sequence":
+        yb = y[index, :T]
+        mask = np.arange(T)[None, :] < lb[:, None]
+    else:
+        yb = y[index]
+    return xb, lb, yb, mask
+
+
+def predict(model, X, lengths=None, batch_size=256):
+    """The model's outputs for every sequence, in X's order, by batches of batch_size rows each
+    cut to its longest sequence (inference: no dropout, nothing kept). X: (N, T, F) padded with
+    lengths (N,), or a list of (T_i, F) arrays. Returns (N, O) (logits for classification), or
+    (N, T, O) for a per-step head, zero past each length."""
+    batch_size = positive_int("batch_size", batch_size)
+    X, lengths = _as_sequences(X, lengths, model.dtype)
+    outs = []
+    for start in range(0, len(X), batch_size):
+        index = np.arange(start, min(start + batch_size, len(X)))
+        xb, lb, _, _ = _batch(model, X, lengths, None, index)
+        out = model(xb, lengths=lb)
+        if model.head == "sequence" and out.shape[1] < X.shape[1]:
+            out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
+                                                 out.shape[2]), out.dtype)], axis=1)
+        outs.append(out)
+    return np.concatenate(outs)
 
 
 class Trainer:
@@ -162,21 +198,6 @@ class Trainer:
             raise ValueError(f"{name}: NaN or Inf at target {tuple(int(i) for i in np.argwhere(bad)[0])}")
         return np.where(np.isfinite(y), y, 0).astype(self.model.dtype)  # padding's NaN -> 0
 
-    def _batch(self, X, lengths, y, index):
-        """The batch of these rows, cut to its longest sequence, with its per-step mask."""
-        lb = lengths[index]
-        T = int(lb.max())
-        xb = X[index, :T]
-        mask = None
-        if y is None:
-            yb = None
-        elif self.model.head == "sequence":
-            yb = y[index, :T]
-            mask = np.arange(T)[None, :] < lb[:, None]
-        else:
-            yb = y[index]
-        return xb, lb, yb, mask
-
     # -- one step --
 
     @_distributed.collective
@@ -237,17 +258,7 @@ class Trainer:
 
     def predict(self, X, lengths=None, batch_size=256):
         """Model outputs for every sequence (logits for classification), in X's order."""
-        X, lengths = _as_sequences(X, lengths, self.model.dtype)
-        outs = []
-        for start in range(0, len(X), batch_size):
-            index = np.arange(start, min(start + batch_size, len(X)))
-            xb, lb, _, _ = self._batch(X, lengths, None, index)
-            out = self.model(xb, lengths=lb)
-            if self.model.head == "sequence" and out.shape[1] < X.shape[1]:
-                out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
-                                                     out.shape[2]), out.dtype)], axis=1)
-            outs.append(out)
-        return np.concatenate(outs)
+        return predict(self.model, X, lengths, batch_size)
 
     @_distributed.collective
     def evaluate(self, X, y, lengths=None, batch_size=256):
@@ -272,7 +283,7 @@ class Trainer:
         return totals.result(self.metrics)
 
     def _evaluate_batch(self, totals, X, lengths, y, index):
-        xb, lb, yb, mask = self._batch(X, lengths, y, index)
+        xb, lb, yb, mask = _batch(self.model, X, lengths, y, index)
         out = self.model(xb, lengths=lb)
         loss, _ = self.loss_fn(out, yb, mask)
         totals.add(loss, out, yb, mask, self.metrics)
@@ -369,7 +380,7 @@ class Trainer:
                     lr = self.optimizer.lr
                     try:
                         if dp is None:
-                            xb, lb, yb, mask = self._batch(X, lengths, y, index)
+                            xb, lb, yb, mask = _batch(self.model, X, lengths, y, index)
                             out, loss = self._step(xb, yb, lb, mask)
                         else:
                             loss, vec = dp.step(X, lengths, y, index, int(lengths[index].max()))
