@@ -360,6 +360,7 @@ class Trainer:
         return X, lengths, y, val
 
     def _validation_data(self, validation_data, features):
+        """(Xv, yv, lengths_v) from fit's validation_data, checked as the training data are."""
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
         Xv, yv = validation_data[0], validation_data[1]
@@ -480,6 +481,7 @@ class Trainer:
         state.last_good = run.checkpoint
 
     def _save(self, path, state, extra):
+        """Write the checkpoint: the model, optimizer and schedule, and the loop's state."""
         training = {"epoch": state.epoch, "global_step": self.global_step,
                     "best_value": state.best_value, "best_epoch": state.best_epoch,
                     "wait": state.wait, "history": self.history,
