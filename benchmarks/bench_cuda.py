@@ -28,13 +28,9 @@ import time
 
 import numpy as np
 
-SIZES = {  # name: (batch, steps, input, hidden, layers)
-    "seed": (5, 10, 10, 20, 1),
-    "stream": (1, 100, 64, 128, 1),
-    "medium": (32, 100, 64, 256, 1),
-    "large": (64, 50, 256, 512, 1),
-    "long": (16, 500, 32, 128, 2),
-}
+from numgru._grid import GRID
+
+SIZES = dict(GRID)  # name: (batch, steps, input, hidden, layers)
 for _h in (512, 1024, 2048):
     for _b in (1, 4, 32):
         SIZES[f"db-h{_h}-b{_b}"] = (_b, 100, _h, _h, 1)

@@ -17,9 +17,11 @@ import numpy as np
 from numba import njit
 
 from numgru import _sync, cpu
+from numgru._grid import GRID
 from numgru._tile import pack_gates, panel_product, tile_functions
 
-SIZES = {"medium": (32, 100, 64, 256), "large": (64, 50, 256, 512), "long": (16, 500, 32, 128)}
+# (batch, steps, input, hidden) of the grid's larger sizes: the passes of one layer are profiled.
+SIZES = {name: GRID[name][:4] for name in ("medium", "large", "long")}
 
 
 @njit(cache=True, error_model="numpy")

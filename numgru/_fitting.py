@@ -8,6 +8,7 @@ hand this module padded float arrays (N, T, F) with lengths, and encoded targets
 
 import numpy as np
 
+from ._checks import fraction, is_number, positive_int, positive_number
 from .data import Standardizer
 from .model import GRUModel
 from .optim import Adam, AdamW, CosineLR
@@ -55,26 +56,15 @@ def validation_split(y, fraction, rng, stratify, min_size=1):
 
 
 def _check_params(p):
-    def positive_int(name):
-        v = p[name]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-
     for name in ("hidden_size", "num_layers", "epochs", "batch_size", "min_validation_size"):
-        positive_int(name)
+        positive_int(name, p[name])
     if p["n_iter_no_change"] is not None:
-        positive_int("n_iter_no_change")
-    for name in ("lr",):
-        if not isinstance(p[name], (int, float, np.floating)) or not p[name] > 0:
-            raise ValueError(f"{name}: expected a positive number, got {p[name]!r}")
-    if not isinstance(p["weight_decay"], (int, float, np.floating)) or p["weight_decay"] < 0:
+        positive_int("n_iter_no_change", p["n_iter_no_change"])
+    positive_number("lr", p["lr"])
+    if not is_number(p["weight_decay"]) or p["weight_decay"] < 0:
         raise ValueError(f"weight_decay: expected a number >= 0, got {p['weight_decay']!r}")
-    if p["clip_norm"] is not None and not (isinstance(p["clip_norm"], (int, float, np.floating))
-                                           and p["clip_norm"] > 0):
-        raise ValueError(f"clip_norm: expected a positive number or None, got {p['clip_norm']!r}")
-    vf = p["validation_fraction"]
-    if not isinstance(vf, (int, float, np.floating)) or not 0 <= vf < 1:
-        raise ValueError(f"validation_fraction: expected a number in [0, 1), got {vf!r}")
+    positive_number("clip_norm", p["clip_norm"], or_none=True)
+    fraction("validation_fraction", p["validation_fraction"])
     if p["optimizer"] not in ("adam", "adamw"):
         raise ValueError(f"optimizer: expected 'adam' or 'adamw', got {p['optimizer']!r}")
     if p["schedule"] not in ("auto", "none", "cosine"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._checks import is_int
 from .data import read_npz
 
 FORMAT = "numgru-checkpoint"
@@ -158,7 +159,7 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path}: not a numgru checkpoint (format "
                               f"{meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_int(version, 1):
         raise CheckpointError(f"{path}: bad format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this "
@@ -191,7 +192,7 @@ def _check_meta(meta, arrays, path):
     if not isinstance(opt.get("hyperparameters"), dict):
         bad("optimizer.hyperparameters must be an object", opt.get("hyperparameters"))
     spans, buffers = opt.get("spans"), opt.get("buffers")
-    if isinstance(spans, bool) or not isinstance(spans, int) or not 0 <= spans <= len(arrays):
+    if not (is_int(spans, 0) and spans <= len(arrays)):
         bad("optimizer.spans must be a count of the arrays", spans)
     if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
         bad("optimizer.buffers must be a list of names", buffers)

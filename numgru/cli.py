@@ -5,7 +5,7 @@ info.
 fits a GRUModel and writes a run folder: model.npz (the final model and how its data were
 prepared), checkpoint.npz (the last epoch's full training state, for --resume), history.json and
 history.csv, metrics.json, and loss.png when matplotlib is installed. `predict` and `evaluate`
-take that folder (or a checkpoint file) and prepare their data the same way.
+take that folder (or a checkpoint file) and prepare their data the same way (numgru/_prep.py).
 """
 
 import argparse
@@ -19,218 +19,34 @@ import time
 
 import numpy as np
 
-TASKS = ("classify", "regress", "forecast")
-
-
-class CLIError(Exception):
-    """A usage or data problem reported as one line on stderr with exit status 2."""
-
-
-# -- data preparation shared by train, evaluate and predict --
-
-def _load_source(spec, task, column=None, require_targets=True):
-    """(kind, payload) for a bundled name or a file path: kind is "sequences" (SequenceData per
-    split) or "series" (years/index and values)."""
-    from . import data, datasets
-    if spec in datasets.DATASETS:
-        info = datasets.DATASETS[spec]
-        if info["task"] == "text":
-            raise CLIError(f"{spec} is a text corpus; see examples/text_generation.py for "
-                           f"character-level training")
-        if "train" in info["files"]:
-            return "sequences", {"train": data.load_ts(datasets.path(spec, "train")),
-                                 "test": data.load_ts(datasets.path(spec, "test"))}
-        years, values = datasets.load_sunspots()
-        return "series", {"index": years, "values": values, "name": "SUNACTIVITY",
-                          "test_start": int(np.searchsorted(years, info["test_from"]))}
-    if not os.path.exists(spec):
-        raise CLIError(f"{spec}: no such file, and not a bundled data set "
-                       f"(bundled: {', '.join(n for n, i in datasets.DATASETS.items() if i['task'] != 'text')})")
-    name = spec[:-3] if spec.endswith(".gz") else spec
-    ext = os.path.splitext(name)[1].lower()
-    if ext == ".ts":
-        return "sequences", {"all": data.load_ts(spec)}
-    if ext == ".npz":
-        return "sequences", {"all": data.load_npz(spec, require_targets=require_targets)}
-    if ext == ".csv":
-        values, col_name = data.load_csv(spec, column=column)
-        return "series", {"index": np.arange(len(values)), "values": values, "name": col_name,
-                          "test_start": None}
-    raise CLIError(f"{spec}: unknown file type {ext!r} (expected .ts, .npz or .csv, optionally "
-                   f".gz)")
-
-
-def _default_task(kind, source):
-    if kind == "series":
-        return "forecast"
-    part = next(iter(source.values()))
-    return "classify" if part.classes else "regress"
-
-
-def _split(n, fraction, rng):
-    """(first, second) index arrays: a random `fraction` of range(n) goes to the second."""
-    order = rng.permutation(n)
-    k = int(round(n * fraction))
-    return np.sort(order[k:]), np.sort(order[:k])
-
+from ._prep import TASKS, CLIError, Preparation, prepare_training
 
 # -- train --
 
-def _build_optimizer(args, model):
-    from .optim import SGD, Adam, AdamW, CosineLR, StepLR
-    if args.optimizer == "adam":
-        opt = Adam(model, lr=args.lr, weight_decay=args.weight_decay)
-    elif args.optimizer == "adamw":
-        opt = AdamW(model, lr=args.lr, weight_decay=args.weight_decay)
-    else:
-        opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    if args.schedule == "cosine":
-        sched = CosineLR(opt, T_max=args.epochs)
-    elif args.schedule == "step":
-        sched = StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1)
-    else:
-        sched = None
-    return opt, sched
-
-
 def cmd_train(args):
-    from .checkpoint import save_checkpoint
-    from .data import Standardizer, sliding_windows
-    from .model import GRUModel
-    from .trainer import Trainer
+    """Prepare the data, hold out validation, train (resuming on --resume), then write the run
+    folder and report the test metrics."""
     _resolve_training_defaults(args)
-    kind, source = _load_source(args.data, args.task, args.column)
-    source = _with_test_file(args, kind, source)
-    task = args.task or _default_task(kind, source)
-    if kind == "series" and task != "forecast":
-        raise CLIError(f"{args.data}: a single series supports --task forecast only, got {task}")
-    if kind == "sequences" and task == "forecast":
-        raise CLIError(f"{args.data}: --task forecast needs a CSV series; use classify or regress")
-    rng = np.random.default_rng(args.seed)
-    prep = {"task": task, "data": args.data}
-    if kind == "series":
-        values = source["values"]
-        window = args.window
-        if len(values) <= window + 1:
-            raise CLIError(f"{args.data}: {len(values)} values are too few for --window {window}")
-        test_start = source["test_start"]
-        if test_start is None:
-            test_start = len(values) - max(1, int(round(len(values) * args.test_split)))
-        test_start = max(test_start, window + 1)
-        scaler = Standardizer().fit(values[:test_start])
-        z = scaler.transform(values.astype(np.float64))
-        X, y = sliding_windows(z, window)  # target index of row i: i + window
-        targets = np.arange(window, len(values))
-        train_rows = np.nonzero(targets < test_start)[0]
-        test_rows = np.nonzero(targets >= test_start)[0]
-        train = (X[train_rows], y[train_rows], None)
-        test = (X[test_rows], y[test_rows], None)
-        prep.update(window=window, column=source["name"], x_scaler=scaler.to_dict(),
-                    test_start=int(test_start))
-        input_size, output_size, loss = 1, 1, "mse"
-        classes = []
-    else:
-        if "train" in source:
-            tr, te = source["train"], source["test"]
-        else:
-            whole = source["all"]
-            train_idx, test_idx = _split(len(whole), args.test_split, rng)
-            tr, te = whole.subset(train_idx), whole.subset(test_idx)
-        classes = tr.classes
-        if task == "classify" and not classes:
-            raise CLIError(f"{args.data}: --task classify needs integer class labels")
-        if task == "regress" and classes and tr.y.ndim == 1:
-            tr.y, te.y = tr.y[:, None].astype(np.float32), te.y[:, None].astype(np.float32)
-        scaler = Standardizer().fit(tr.X, tr.lengths)
-        train = (scaler.transform(tr.X, tr.lengths), tr.y, tr.lengths)
-        test = (scaler.transform(te.X, te.lengths), te.y, te.lengths) if len(te) else None
-        prep.update(x_scaler=scaler.to_dict(), classes=list(classes))
-        input_size = tr.X.shape[2]
-        if task == "classify":
-            output_size, loss = len(classes), "cross_entropy"
-        else:
-            output_size, loss = tr.y.shape[1], "mse"
-            y_scaler = Standardizer().fit(tr.y)
-            train = (train[0], y_scaler.transform(tr.y), train[2])
-            if test is not None:
-                test = (test[0], y_scaler.transform(te.y), test[2])
-            prep["y_scaler"] = y_scaler.to_dict()
-    validation = None
-    if args.val_split > 0:
-        from ._fitting import DEFAULTS, validation_split
-        fit_idx, val_idx = validation_split(
-            train[1], args.val_split, rng, stratify=task == "classify",
-            min_size=DEFAULTS["min_validation_size"] if args.auto_epochs else 1)
-    if args.val_split > 0 and len(val_idx) == 0:
-        print(f"numgru train: {len(train[0])} training sequences are too few for a validation "
-              f"split; training {args.epochs} epochs on all of them", flush=True)
-        args.patience = None
-    elif args.val_split > 0:
-        Xa, ya, la = train
-        pick = (lambda a, i: None if a is None else a[i])
-        validation = (Xa[val_idx], ya[val_idx], pick(la, val_idx))
-        train = (Xa[fit_idx], ya[fit_idx], pick(la, fit_idx))
+    rng = np.random.default_rng(args.seed)  # draws the test split (if needed), then validation
+    prep, train, test = prepare_training(args.data, args.task, args.column, args.test,
+                                         args.test_split, args.window, rng)
+    train, validation = _hold_out_validation(args, prep.task, train, rng)
     if args.schedule == "auto":  # constant under early stopping, cosine when every epoch runs
         args.schedule = "none" if validation else "cosine"
-    model = GRUModel(input_size, args.hidden, output_size, num_layers=args.layers,
-                     bidirectional=args.bidirectional, reset_after=not args.reset_before,
-                     dtype=args.dtype, device=args.device, seed=args.seed, dropout=args.dropout)
-    opt, sched = _build_optimizer(args, model)
-    metrics = ["accuracy"] if task == "classify" else ["rmse"]
-    trainer = Trainer(model, opt, loss=loss, metrics=metrics, clip_norm=args.clip_norm,
-                      scheduler=sched, progress=not args.no_progress,
-                      distributed=getattr(args, "comm", None) or False,
-                      deterministic=args.deterministic or False)
+    trainer = _build_trainer(args, prep)
     out_dir = _run_folder(trainer, args.out or os.path.join(
         "runs", f"{_slug(args.data)}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    ckpt_path = os.path.join(out_dir, "checkpoint.npz")
-    print(f"numgru train: {args.data} ({task}), {len(train[0])} training sequences"
-          + (f", {len(validation[0])} validation" if validation else "")
-          + (f", {len(test[0])} test" if test else "") + f"; {model!r}, "
-          f"{model.num_parameters()} parameters; {opt!r}" + _parallel_note(trainer), flush=True)
+    print(_run_summary(args, prep, trainer, train, validation, test), flush=True)
     t0 = time.perf_counter()
     history = trainer.fit(train[0], train[1], lengths=train[2], epochs=args.epochs,
                           batch_size=args.batch_size, validation_data=validation, seed=args.seed,
-                          early_stopping=args.patience, checkpoint=ckpt_path, resume=args.resume,
-                          extra=prep)
+                          early_stopping=args.patience, resume=args.resume,
+                          checkpoint=os.path.join(out_dir, "checkpoint.npz"),
+                          extra=prep.to_record())
     seconds = time.perf_counter() - t0
-    if trainer.rank != 0:  # rank 0 alone writes the run folder and reports
-        return 0
-    # checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
-    # final model (the best epoch's weights when a validation split chose one).
-    save_checkpoint(os.path.join(out_dir, "model.npz"), trainer.model, extra=prep)
-    print(f"trained {len(history.get('loss', []))} epochs in {seconds:.1f} s "
-          f"(best epoch {trainer.best_epoch})", flush=True)
-    metrics_out = {"task": task, "data": args.data, "epochs": len(history.get("loss", [])),
-                   "train_seconds": seconds, "best_epoch": trainer.best_epoch}
-    if test is not None:
-        result = _evaluate_prepared(trainer.model, prep, test)
-        metrics_out["test"] = result
-        _print_result(result, prep, args.data)
-    _write_run(out_dir, history, metrics_out)
-    print(f"run folder: {out_dir} ({', '.join(sorted(os.listdir(out_dir)))})")
+    if trainer.rank == 0:  # rank 0 alone writes the run folder and reports
+        _finish_run(args, prep, trainer.model, test, out_dir, history, seconds, trainer.best_epoch)
     return 0
-
-
-def _run_folder(trainer, out_dir):
-    """Create the run folder (rank 0 alone in data-parallel training, whose name all use)."""
-    if trainer.world_size == 1:
-        os.makedirs(out_dir, exist_ok=True)
-        return out_dir
-    dp = trainer._dp
-    made = dp.on_root(f"creating the run folder {out_dir}",
-                      lambda: os.makedirs(out_dir, exist_ok=True) or out_dir)
-    return dp.group.bcast(made)
-
-
-def _parallel_note(trainer):
-    if trainer.world_size == 1:
-        return ""
-    dp = trainer._dp
-    n = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "")
-    each = f"{n} thread{'' if n == '1' else 's'} each" if n else "each with the CPUs it may use"
-    mode = f", deterministic in chunks of {dp.chunk} row(s)" if dp.chunk else ""
-    return f"; data-parallel over {trainer.world_size} MPI processes ({each}{mode})"
 
 
 def _resolve_training_defaults(args):
@@ -251,49 +67,83 @@ def _resolve_training_defaults(args):
         args.schedule = "auto" if args.auto_epochs else "cosine"
 
 
-def _with_test_file(args, kind, source):
-    """source with a "test" part from --test, or from the sibling X_TEST.ts of X_TRAIN.ts."""
-    test = args.test
-    if test is None and kind == "sequences" and "all" in source:
-        sibling = _sibling_test_file(args.data)
-        if sibling is not None:
-            test = sibling
-            print(f"numgru train: testing on {sibling}, the _TEST file beside {args.data} "
-                  f"(--test FILE to choose another)", flush=True)
-    if test is None:
-        return source
-    if "all" not in source:
-        raise CLIError(f"--test: {args.data} brings its own test split; --test applies to a "
-                       f"training file")
-    test_kind, test_source = _load_source(test, args.task, args.column)
-    if test_kind != "sequences":
-        raise CLIError(f"--test {test}: expected sequences (.ts or .npz) like {args.data}")
-    train, held = source["all"], test_source["all"]
-    if held.X.shape[2] != train.X.shape[2]:
-        raise CLIError(f"--test {test}: sequences have {held.X.shape[2]} features, "
-                       f"{args.data} has {train.X.shape[2]}")
-    if train.classes and held.classes != train.classes:
-        index = {c: i for i, c in enumerate(train.classes)}
-        unknown = [c for c in held.classes if c not in index]
-        if unknown:
-            raise CLIError(f"--test {test}: class labels {unknown} do not occur in "
-                           f"{args.data} ({train.classes})")
-        held.y = np.array([index[held.classes[k]] for k in held.y], np.int64)
-        held.classes = list(train.classes)
-    return {"train": train, "test": held}
+def _hold_out_validation(args, task, train, rng):
+    """(fit part, validation part or None) of the prepared training part (X, y, lengths), as
+    --val-split asks; too few sequences for a split train on all of them without stopping early."""
+    if not args.val_split > 0:
+        return train, None
+    from ._fitting import DEFAULTS, validation_split
+    fit_idx, val_idx = validation_split(
+        train[1], args.val_split, rng, stratify=task == "classify",
+        min_size=DEFAULTS["min_validation_size"] if args.auto_epochs else 1)
+    if len(val_idx) == 0:
+        print(f"numgru train: {len(train[0])} training sequences are too few for a validation "
+              f"split; training {args.epochs} epochs on all of them", flush=True)
+        args.patience = None
+        return train, None
+    X, y, lengths = train
+    rows = (lambda idx: (X[idx], y[idx], None if lengths is None else lengths[idx]))
+    return rows(fit_idx), rows(val_idx)
 
 
-def _sibling_test_file(path):
-    """X_TEST.ts(.gz) beside X_TRAIN.ts(.gz) (the UEA/UCR archive's naming), if it exists."""
-    folder, base = os.path.split(path)
-    upper = base.upper()
-    for ext in (".TS", ".TS.GZ"):
-        if upper.endswith("_TRAIN" + ext):
-            cut = len(base) - len(ext) - len("_TRAIN")
-            test = "_TEST" if base[cut + 1:cut + 6].isupper() else "_test"
-            candidate = os.path.join(folder, base[:cut] + test + base[len(base) - len(ext):])
-            return candidate if os.path.exists(candidate) else None
-    return None
+def _build_trainer(args, prep):
+    from .model import GRUModel
+    from .trainer import Trainer
+    model = GRUModel(prep.input_size, args.hidden, prep.output_size, num_layers=args.layers,
+                     bidirectional=args.bidirectional, reset_after=not args.reset_before,
+                     dtype=args.dtype, device=args.device, seed=args.seed, dropout=args.dropout)
+    opt, sched = _build_optimizer(args, model)
+    return Trainer(model, opt, loss=prep.loss,
+                   metrics=["accuracy"] if prep.task == "classify" else ["rmse"],
+                   clip_norm=args.clip_norm, scheduler=sched, progress=not args.no_progress,
+                   distributed=getattr(args, "comm", None) or False,
+                   deterministic=args.deterministic or False)
+
+
+def _build_optimizer(args, model):
+    from .optim import SGD, Adam, AdamW, CosineLR, StepLR
+    if args.optimizer == "adam":
+        opt = Adam(model, lr=args.lr, weight_decay=args.weight_decay)
+    elif args.optimizer == "adamw":
+        opt = AdamW(model, lr=args.lr, weight_decay=args.weight_decay)
+    else:
+        opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.schedule == "cosine":
+        sched = CosineLR(opt, T_max=args.epochs)
+    elif args.schedule == "step":
+        sched = StepLR(opt, step_size=max(1, args.epochs // 3), gamma=0.1)
+    else:
+        sched = None
+    return opt, sched
+
+
+def _run_folder(trainer, out_dir):
+    """Create the run folder (rank 0 alone in data-parallel training, whose name all use)."""
+    if trainer.world_size == 1:
+        os.makedirs(out_dir, exist_ok=True)
+        return out_dir
+    dp = trainer._dp
+    made = dp.on_root(f"creating the run folder {out_dir}",
+                      lambda: os.makedirs(out_dir, exist_ok=True) or out_dir)
+    return dp.group.bcast(made)
+
+
+def _run_summary(args, prep, trainer, train, validation, test):
+    return (f"numgru train: {args.data} ({prep.task}), {len(train[0])} training sequences"
+            + (f", {len(validation[0])} validation" if validation else "")
+            + (f", {len(test[0])} test" if test else "") + f"; {trainer.model!r}, "
+            f"{trainer.model.num_parameters()} parameters; {trainer.optimizer!r}"
+            + _parallel_note(trainer))
+
+
+def _parallel_note(trainer):
+    if trainer.world_size == 1:
+        return ""
+    dp = trainer._dp
+    n = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "")
+    each = f"{n} thread{'' if n == '1' else 's'} each" if n else "each with the CPUs it may use"
+    mode = f", deterministic in chunks of {dp.chunk} row(s)" if dp.chunk else ""
+    return f"; data-parallel over {trainer.world_size} MPI processes ({each}{mode})"
 
 
 def _slug(text):
@@ -301,37 +151,44 @@ def _slug(text):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in base.split(".")[0]) or "run"
 
 
-def _evaluate_prepared(model, prep, part):
-    """Metrics of the model on prepared (X, y, lengths): accuracy, or RMSE in the data's units."""
+def _finish_run(args, prep, model, test, out_dir, history, seconds, best_epoch):
+    """model.npz, the test metrics and the rest of the run folder, once training is done.
+    checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
+    final model (the best epoch's weights when a validation split chose one)."""
+    from .checkpoint import save_checkpoint
+    save_checkpoint(os.path.join(out_dir, "model.npz"), model, extra=prep.to_record())
+    epochs = len(history.get("loss", []))
+    print(f"trained {epochs} epochs in {seconds:.1f} s (best epoch {best_epoch})", flush=True)
+    metrics = {"task": prep.task, "data": args.data, "epochs": epochs, "train_seconds": seconds,
+               "best_epoch": best_epoch}
+    if test is not None:
+        metrics["test"] = _evaluate(model, prep, *test)
+        _print_result(metrics["test"], prep, args.data)
+    _write_run(out_dir, history, metrics)
+    print(f"run folder: {out_dir} ({', '.join(sorted(os.listdir(out_dir)))})")
+
+
+def _evaluate(model, prep, X, y, lengths):
+    """Metrics of the model on prepared data: accuracy, or RMSE in the data's units."""
     from .losses import cross_entropy_loss
-    from .trainer import Trainer
-    from .data import Standardizer
-    X, y, lengths = part
-    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
-    out = runner.predict(X, lengths=lengths)
-    if prep["task"] == "classify":
+    from .trainer import predict
+    out = predict(model, X, lengths=lengths)
+    if prep.task == "classify":
         loss, _ = cross_entropy_loss(out, y)
         return {"n": int(len(X)), "loss": loss, "accuracy": float(np.mean(out.argmax(1) == y))}
-    scaler = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep else prep["x_scaler"])
-    pred, true = scaler.inverse(out), scaler.inverse(y)
+    pred, true = prep.to_units(out), prep.to_units(y)
     result = {"n": int(len(X)), "rmse": float(np.sqrt(np.mean((pred - true) ** 2))),
               "mae": float(np.mean(np.abs(pred - true)))}
-    if prep["task"] == "forecast":
-        last = scaler.inverse(X[:, -1, 0])  # the value one step before each target
+    if prep.task == "forecast":
+        last = prep.to_units(X[:, -1, 0])  # the value one step before each target
         result["rmse_repeat_last"] = float(np.sqrt(np.mean((last - true[:, 0]) ** 2)))
     return result
-
-
-class _NullOptimizer:
-    """Stands in for an optimizer where a Trainer only predicts."""
-
-    lr = 0.0
 
 
 def _print_result(result, prep, data):
     from . import datasets
     published = datasets.DATASETS.get(data, {}).get("published")
-    if prep["task"] == "classify":
+    if prep.task == "classify":
         print(f"test accuracy: {100 * result['accuracy']:.1f}% on {result['n']} sequences "
               f"(loss {result['loss']:.4f})")
         if published:
@@ -404,113 +261,20 @@ def plot_history(history, path):
 # -- evaluate and predict --
 
 def _open_run(run, device):
+    """(model, Preparation) of a run folder's model.npz, or of a checkpoint file."""
     from .checkpoint import load_model
     path = os.path.join(run, "model.npz") if os.path.isdir(run) else run
     if not os.path.exists(path):
         raise CLIError(f"{run}: no model.npz or checkpoint (expected a run folder written by "
                        f"`numgru train`, or a checkpoint file)")
     model, ck = load_model(path, device=device)
-    prep = (ck.meta.get("extra") or {})
-    if not isinstance(prep, dict) or "task" not in prep:
-        raise CLIError(f"{path}: does not say how its data were prepared (not written by "
-                       f"`numgru train`); use the Python API")
-    _check_prep(prep, model, path)
-    return model, prep
-
-
-def _check_prep(prep, model, path):
-    """How a run's data were prepared, as `numgru train` records it: every field that predict,
-    evaluate and export read, checked against the model (a damaged file is refused here, not
-    met as a KeyError halfway through)."""
-    def bad(what):
-        raise CLIError(f"{path}: damaged run record: {what}")
-
-    def scaler(key, size):
-        sc = prep.get(key)
-        if not isinstance(sc, dict):
-            bad(f"{key} must hold mean and std")
-        for part in ("mean", "std"):
-            v = sc.get(part)
-            if not isinstance(v, list) or len(v) != size or not all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
-                    for x in v):
-                bad(f"{key}.{part} must be {size} finite numbers, got {str(v)[:60]}")
-        if not all(x > 0 for x in sc["std"]):
-            bad(f"{key}.std must be positive")
-
-    task = prep.get("task")
-    if task not in TASKS:
-        bad(f"task must be one of {TASKS}, got {task!r}")
-    if not isinstance(prep.get("data"), str):
-        bad("data must name the training data")
-    scaler("x_scaler", model.input_size)
-    if task == "classify":
-        classes = prep.get("classes")
-        if not isinstance(classes, list) or len(classes) != model.output_size or \
-                not all(isinstance(c, str) for c in classes):
-            bad(f"classes must be {model.output_size} labels (the model's outputs), got "
-                f"{str(classes)[:60]}")
-    elif task == "regress":
-        scaler("y_scaler", model.output_size)
-    else:
-        for key in ("window", "test_start"):
-            v = prep.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "window" else 0):
-                bad(f"{key} must be a {'positive' if key == 'window' else 'non-negative'} "
-                    f"integer, got {v!r}")
-        if prep.get("column") is not None and not isinstance(prep["column"], str):
-            bad(f"column must be a name, got {prep['column']!r}")
-        if "y_scaler" in prep:
-            scaler("y_scaler", model.output_size)
-
-
-def _prepare_for(prep, spec, split, require_targets=True):
-    """(X, y, lengths, row labels) of the data in spec, prepared as at training time."""
-    from .data import Standardizer, sliding_windows
-    kind, source = _load_source(spec, prep["task"], prep.get("column"), require_targets)
-    scaler = Standardizer.from_dict(prep["x_scaler"])
-    if prep["task"] == "forecast":
-        if kind != "series":
-            raise CLIError(f"{spec}: this model forecasts a series; give a CSV file or sunspots")
-        values = source["values"]
-        window = prep["window"]
-        X, y = sliding_windows(scaler.transform(values.astype(np.float64)), window)
-        index = source["index"][window:]
-        if split == "test":
-            start = prep["test_start"] if spec == prep["data"] else window
-            rows = np.arange(len(X))[np.arange(window, len(values)) >= start]
-            X, y, index = X[rows], y[rows], index[rows]
-        return X, y, None, index
-    if kind != "sequences":
-        raise CLIError(f"{spec}: this model takes sequences (.ts, .npz), not a single series")
-    if "test" in source:
-        part = source["test"] if split == "test" else source["train"]
-    else:
-        part = source["all"]
-    if part.X.shape[2] != len(scaler.mean):
-        raise CLIError(f"{spec}: sequences have {part.X.shape[2]} features, the model was trained "
-                       f"on {len(scaler.mean)}")
-    X = scaler.transform(part.X, part.lengths)
-    y = part.y
-    if prep["task"] == "classify" and y is not None and len(y):
-        if part.classes and part.classes != prep["classes"]:
-            mapping = {c: i for i, c in enumerate(prep["classes"])}
-            unknown = [c for c in part.classes if c not in mapping]
-            if unknown:
-                raise CLIError(f"{spec}: class labels {unknown} were not seen in training "
-                               f"({prep['classes']})")
-            y = np.array([mapping[part.classes[k]] for k in y], np.int64)
-    elif prep["task"] == "regress" and y is not None:
-        y = np.asarray(y, np.float64)
-        y = y[:, None] if y.ndim == 1 else y
-        y = Standardizer.from_dict(prep["y_scaler"]).transform(y)
-    return X, y, part.lengths, np.arange(len(X))
+    return model, Preparation.from_record(ck.meta.get("extra"), model, path)
 
 
 def cmd_evaluate(args):
     model, prep = _open_run(args.run, args.device)
-    X, y, lengths, _ = _prepare_for(prep, args.data, args.split)
-    result = _evaluate_prepared(model, prep, (X, y, lengths))
+    X, y, lengths, _ = prep.transform(args.data, args.split)
+    result = _evaluate(model, prep, X, y, lengths)
     _print_result(result, prep, args.data)
     if args.json:
         print(json.dumps(result))
@@ -518,23 +282,19 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from .trainer import Trainer
+    from .trainer import predict
     model, prep = _open_run(args.run, args.device)
-    X, _, lengths, index = _prepare_for(prep, args.data, args.split, require_targets=False)
-    runner = Trainer(model, _NullOptimizer(), loss="mse", progress=False)
-    out = runner.predict(X, lengths=lengths)
+    X, _, lengths, index = prep.transform(args.data, args.split, require_targets=False)
+    out = predict(model, X, lengths=lengths)
     rows = []
-    if prep["task"] == "classify":
+    if prep.task == "classify":
         z = out - out.max(axis=1, keepdims=True)
         prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         header = ["index", "label", "probability"]
         for i, k in zip(index, prob.argmax(1)):
-            rows.append([int(i), prep["classes"][k], f"{prob[len(rows), k]:.6f}"])
+            rows.append([int(i), prep.classes[k], f"{prob[len(rows), k]:.6f}"])
     else:
-        from .data import Standardizer
-        scaler = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep
-                                        else prep["x_scaler"])
-        pred = scaler.inverse(out)
+        pred = prep.to_units(out)
         header = ["index"] + [f"prediction_{j}" for j in range(pred.shape[1])]
         for i, p in zip(index, pred):
             rows.append([int(i)] + [f"{v:.6g}" for v in p])
@@ -558,18 +318,17 @@ def _fold_preparation(model, prep):
 
     z = (x - m) / s, so W_ih z + b_ih = (W_ih / s) x + (b_ih - W_ih (m / s)); padding is never
     read (the lengths stop each sequence). For regression and forecasting, y = out·s_y + m_y."""
-    from .data import Standardizer
     from .model import GRUModel
     folded = GRUModel.from_config(model.config(), device="cpu")
     state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
-    x = Standardizer.from_dict(prep["x_scaler"])
+    x = prep.x_scaler
     for name in [k for k in state if k.startswith("gru.weight_ih_l0")]:
         w = state[name]
         state[name] = w / x.std[None, :]
         suffix = name[len("gru.weight_ih_l0"):]
         state["gru.bias_ih_l0" + suffix] = state["gru.bias_ih_l0" + suffix] - w @ (x.mean / x.std)
-    if prep["task"] != "classify":
-        y = Standardizer.from_dict(prep["y_scaler"] if "y_scaler" in prep else prep["x_scaler"])
+    if prep.task != "classify":
+        y = prep.output_scaler
         state["fc.weight"] = state["fc.weight"] * y.std[:, None]
         state["fc.bias"] = state["fc.bias"] * y.std + y.mean
     folded.load_state_dict(state)
@@ -580,17 +339,17 @@ def cmd_export(args):
     from .onnx_io import export_onnx
     model, prep = _open_run(args.run, "cpu")
     raw = _fold_preparation(model, prep) if not args.standardized else model
-    lengths = args.lengths if args.lengths is not None else prep["task"] != "forecast"
-    meta = {"numgru.task": prep["task"], "numgru.inputs": "standardized" if args.standardized
+    lengths = args.lengths if args.lengths is not None else prep.task != "forecast"
+    meta = {"numgru.task": prep.task, "numgru.inputs": "standardized" if args.standardized
             else "raw"}
-    if prep.get("classes"):
-        meta["numgru.classes"] = json.dumps(prep["classes"])
+    if prep.classes:
+        meta["numgru.classes"] = json.dumps(prep.classes)
     export_onnx(raw, args.out, opset=args.opset, lengths=lengths, metadata=meta)
     inputs = "x (batch, time, %d)" % model.input_size + (", lengths (batch,) int64"
                                                         if lengths else "")
-    what = {"classify": f"logits over classes {prep.get('classes')}",
+    what = {"classify": f"logits over classes {prep.classes}",
             "regress": "predictions in the targets' units",
-            "forecast": "the next value, in the series' units"}[prep["task"]]
+            "forecast": "the next value, in the series' units"}[prep.task]
     if args.standardized:
         what += " (standardised inputs and outputs, as the run's model.npz)"
     print(f"wrote {args.out}: inputs {inputs}; outputs out ({what}), h_n; opset {args.opset}")
@@ -718,10 +477,7 @@ def _fraction(text):
     return value
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="numgru", description="Train and run GRU models (numgru).")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_train_command(sub):
     t = sub.add_parser("train", help="train a GRUModel and write a run folder")
     t.add_argument("data", help="bundled data set (japanese_vowels, basic_motions, sunspots) or a "
                    ".ts/.npz/.csv file; X_TRAIN.ts alone is tested on X_TEST.ts beside it")
@@ -770,6 +526,12 @@ def build_parser():
                    metavar="ROWS", help="data-parallel results bitwise the same for any number "
                    "of processes: gradients of chunks of ROWS rows (1) added in a fixed order")
     t.set_defaults(func=cmd_train)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="numgru", description="Train and run GRU models (numgru).")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_train_command(sub)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "metrics of a trained model on data"),
                                  ("predict", cmd_predict, "predictions of a trained model as CSV")):

@@ -22,6 +22,8 @@ This module moves weights only; it computes no GRU step. numgru imports it witho
 
 import numpy as np
 
+from ._checks import non_negative_int
+
 _DIRECTIONS = {"forward": ("",), "reverse": ("_reverse",), "bidirectional": ("", "_reverse")}
 
 
@@ -67,9 +69,7 @@ def _check_direction(direction, allowed=tuple(_DIRECTIONS)):
 
 
 def _check_layer(layer):
-    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or layer < 0:
-        raise ValueError(f"layer: expected a non-negative integer, got {layer!r}")
-    return int(layer)
+    return non_negative_int("layer", layer)
 
 
 def _param_names(layer, suffix, prefix, cell):

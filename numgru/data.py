@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._checks import positive_int
+
 
 class DataFormatError(ValueError):
     """A data file that cannot be read as what it claims to be; the message names file and line."""
@@ -522,9 +524,8 @@ def sliding_windows(series, window, horizon=1, dtype="float32"):
     s = np.asarray(series, np.float64)
     if s.ndim != 1:
         raise ValueError(f"series: expected a 1-D array, got shape {s.shape}")
-    for name, v in (("window", window), ("horizon", horizon)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    positive_int("window", window)
+    positive_int("horizon", horizon)
     M = len(s) - window - horizon + 1
     if M < 1:
         raise ValueError(f"series: {len(s)} values are too few for window={window} + "

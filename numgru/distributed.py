@@ -31,6 +31,7 @@ import zlib
 
 import numpy as np
 
+from ._checks import is_int
 from .backend import is_device_array
 
 # Environment variables that launchers set in every process they start: (name, launcher). A
@@ -631,9 +632,9 @@ class DataParallel:
         """Forward and backward on global rows [a, b) (indices `rows` into X), adding their part
         of the global mean loss's gradient into the model's gradients. Returns (their mean loss,
         their totals vector: loss·positions, positions, metric sums)."""
-        from .trainer import NonFiniteLossError, _Totals
+        from .trainer import NonFiniteLossError, _batch, _Totals
         tr, model = self.trainer, self.trainer.model
-        xb, lb, yb, mb = tr._batch(X, lengths, y, rows)
+        xb, lb, yb, mb = _batch(model, X, lengths, y, rows)
         if mask is not None:
             mb = np.asarray(mask[a:b, :xb.shape[1]], bool)
         gru = model.gru
@@ -848,8 +849,7 @@ def _check_deterministic(deterministic):
         return None
     if deterministic is True:
         return 1
-    if isinstance(deterministic, (int, np.integer)) and not isinstance(deterministic, bool) \
-            and deterministic >= 1:
+    if is_int(deterministic, 1):
         return int(deterministic)
     raise ValueError(f"deterministic: expected False, True (chunks of one row) or a positive "
                      f"number of rows per chunk, got {deterministic!r}")

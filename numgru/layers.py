@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from . import backend
+from ._checks import fraction, positive_int
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -26,12 +27,6 @@ def _as_dtype(dtype):
     if name not in _DTYPES:
         raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
     return np.dtype(_DTYPES[name])
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_float_array(name, value, dtype):
@@ -205,12 +200,10 @@ class GRU(_Parameters):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype="float32",
                  device="auto", seed=None):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        self.dropout = fraction("dropout", dropout)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -430,8 +423,8 @@ class GRUCell(_Parameters):
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype="float32",
                  device="auto", seed=None):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
         self.reset_after = bool(reset_after)
         self.dtype = _as_dtype(dtype)

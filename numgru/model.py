@@ -10,8 +10,9 @@ import threading
 import numpy as np
 
 from . import backend
+from ._checks import positive_int
 from .layers import (GRU, _as_dtype, _as_float_array, _check_lengths, _check_training_memory,
-                     _Parameters, _positive_int)
+                     _Parameters)
 
 HEADS = ("last", "sequence")
 
@@ -27,8 +28,8 @@ class Linear(_Parameters):
 
     def __init__(self, in_features, out_features, bias=True, dtype="float32", device="auto",
                  seed=None):
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
         self.bias = bool(bias)
         self.dtype = _as_dtype(dtype)
         self.device = backend.resolve(device)
@@ -102,7 +103,7 @@ class GRUModel:
         # The GRU drew its weights from gru_seed; its dropout masks come from a stream of their
         # own, so that the weights do not depend on whether dropout is used.
         self.gru._rng = np.random.default_rng(dropout_seed)
-        self.output_size = _positive_int("output_size", output_size)
+        self.output_size = positive_int("output_size", output_size)
         D = self.gru.num_directions
         self.fc = Linear(D * self.gru.hidden_size, self.output_size, dtype=dtype,
                          device=self.gru.device, seed=fc_seed)
@@ -154,7 +155,7 @@ class GRUModel:
         cls._check_config(config)
         sizes = {}
         for key in ("input_size", "hidden_size", "output_size", "num_layers"):
-            sizes[key] = _positive_int(key, config.get(key))
+            sizes[key] = positive_int(key, config.get(key))
         for key in ("bidirectional", "reset_after"):
             if not isinstance(config.get(key, False), bool):
                 raise TypeError(f"config: {key}: expected true or false, got {config.get(key)!r}")
@@ -302,7 +303,7 @@ class GRUModel:
         if gru.bidirectional:
             raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
                              "ends; training in chunks of time needs a unidirectional one")
-        C = _positive_int("chunk_steps", chunk_steps)
+        C = positive_int("chunk_steps", chunk_steps)
         x = _as_float_array("x", x, self.dtype)
         if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x: expected a 3-D array (B, T, input_size) with B, T >= 1, got "

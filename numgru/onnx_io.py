@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from . import __version__
+from ._checks import is_int
 from .checkpoint import atomic_write
 from .convert import from_onnx_weights, to_onnx_weights
 
@@ -69,8 +70,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, lengths=False, h0=False, metad
     else:
         raise TypeError(f"model: expected a numgru GRU or GRUModel, got {type(model).__name__}")
     latest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or \
-            not MIN_OPSET <= opset <= latest:
+    if not (is_int(opset, MIN_OPSET) and opset <= latest):
         raise ValueError(f"opset: expected an integer in [{MIN_OPSET}, {latest}] (the installed "
                          f"onnx supports up to {latest}), got {opset!r}")
     proto = _build_graph(onnx, gru, head, int(opset), bool(lengths), bool(h0))

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import backend
+from ._checks import is_number, non_negative_int, positive_int
 from ._jit import CACHE
 
 
@@ -164,8 +165,7 @@ def _host_copy(arr):
 
 
 def _check_number(name, value, low=0.0, high=None, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                       np.floating)):
+    if not is_number(value):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     value = float(value)
     bad = not math.isfinite(value) or value < low or \
@@ -279,11 +279,7 @@ class Optimizer:
                     raise ValueError(f"state: buffer {name!r}[{k}]: expected finite real numbers "
                                      f"(dtype {a.dtype})")
         hyper = self._checked_hyperparameters(state.get("hyperparameters", {}))
-        step_count = state.get("step_count")
-        if isinstance(step_count, bool) or not isinstance(step_count, (int, np.integer)) or \
-                step_count < 0:
-            raise ValueError(f"state: step_count: expected a non-negative integer, got "
-                             f"{step_count!r}")
+        step_count = non_negative_int("state: step_count", state.get("step_count"))
         for name, arrays in buffers.items():
             for dst, src in zip(self.state[name], arrays):
                 src = np.ascontiguousarray(src, dtype=dst.dtype).reshape(dst.shape)
@@ -293,7 +289,7 @@ class Optimizer:
                     dst[...] = src
         for key, value in hyper.items():
             setattr(self, key, value)
-        self.step_count = int(step_count)
+        self.step_count = step_count
 
     def _checked_hyperparameters(self, saved):
         """Saved hyperparameters checked as the constructor checks them: only this optimizer's
@@ -426,13 +422,9 @@ class _Schedule:
                              f"{state.get('type') if isinstance(state, dict) else state!r}, "
                              f"cannot load into {type(self).__name__}")
         base_lr = _check_number("state: base_lr", state.get("base_lr"))
-        last_epoch = state.get("last_epoch")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, (int, np.integer)) or \
-                last_epoch < 0:
-            raise ValueError(f"state: last_epoch: expected a non-negative integer, got "
-                             f"{last_epoch!r}")
+        last_epoch = non_negative_int("state: last_epoch", state.get("last_epoch"))
         self.base_lr = base_lr
-        self.last_epoch = int(last_epoch)
+        self.last_epoch = last_epoch
         self.optimizer.lr = self.lr_at(self.last_epoch)
 
 
@@ -441,10 +433,7 @@ class StepLR(_Schedule):
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         super().__init__(optimizer)
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)) or \
-                step_size < 1:
-            raise ValueError(f"step_size: expected a positive integer, got {step_size!r}")
-        self.step_size = int(step_size)
+        self.step_size = positive_int("step_size", step_size)
         self.gamma = _check_number("gamma", gamma)
 
     def lr_at(self, epoch):
@@ -457,9 +446,7 @@ class CosineLR(_Schedule):
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
         super().__init__(optimizer)
-        if isinstance(T_max, bool) or not isinstance(T_max, (int, np.integer)) or T_max < 1:
-            raise ValueError(f"T_max: expected a positive integer, got {T_max!r}")
-        self.T_max = int(T_max)
+        self.T_max = positive_int("T_max", T_max)
         self.eta_min = _check_number("eta_min", eta_min)
 
     def lr_at(self, epoch):

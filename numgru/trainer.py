@@ -1,6 +1,7 @@
 """Trainer: one optimizer step per mini-batch of variable-length sequences, and the epoch loop
 around it (shuffling, validation, history, early stopping, best-model restore, checkpoints with
-exact resume, a tqdm progress bar).
+exact resume, a tqdm progress bar); and `predict`, batched inference for any GRUModel, which the
+Trainer and the command line share.
 
 Each mini-batch is cut to its own longest sequence and handed to the model with its lengths, so
 padding neither costs steps nor reaches the loss. With the same seed, data, machine and thread count
@@ -11,12 +12,14 @@ generators whose states the checkpoints carry.
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import distributed as _distributed
 from . import losses
+from ._checks import is_int, positive_int, positive_number
 from .data import check_padded, pad_sequences
 
 
@@ -49,6 +52,41 @@ def _as_sequences(X, lengths, dtype, name="X"):
     return np.ascontiguousarray(arr, dtype=dtype), lengths
 
 
+def _batch(model, X, lengths, y, index):
+    """The batch of these rows, cut to its longest sequence, with its per-step mask."""
+    lb = lengths[index]
+    T = int(lb.max())
+    xb = X[index, :T]
+    mask = None
+    if y is None:
+        yb = None
+    elif model.head == "sequence":
+        yb = y[index, :T]
+        mask = np.arange(T)[None, :] < lb[:, None]
+    else:
+        yb = y[index]
+    return xb, lb, yb, mask
+
+
+def predict(model, X, lengths=None, batch_size=256):
+    """The model's outputs for every sequence, in X's order, by batches of batch_size rows each
+    cut to its longest sequence (inference: no dropout, nothing kept). X: (N, T, F) padded with
+    lengths (N,), or a list of (T_i, F) arrays. Returns (N, O) (logits for classification), or
+    (N, T, O) for a per-step head, zero past each length."""
+    batch_size = positive_int("batch_size", batch_size)
+    X, lengths = _as_sequences(X, lengths, model.dtype)
+    outs = []
+    for start in range(0, len(X), batch_size):
+        index = np.arange(start, min(start + batch_size, len(X)))
+        xb, lb, _, _ = _batch(model, X, lengths, None, index)
+        out = model(xb, lengths=lb)
+        if model.head == "sequence" and out.shape[1] < X.shape[1]:
+            out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
+                                                 out.shape[2]), out.dtype)], axis=1)
+        outs.append(out)
+    return np.concatenate(outs)
+
+
 class Trainer:
     """Fits a GRUModel with an optimizer and a loss ("mse", "cross_entropy", or a callable
     (pred, target, mask) -> (loss, grad)).
@@ -72,18 +110,14 @@ class Trainer:
     def __init__(self, model, optimizer, loss="mse", metrics=None, clip_norm=None, scheduler=None,
                  progress=True, distributed=False, deterministic=False, chunk_steps=None):
         self.model = model
+        chunk_steps = positive_int("chunk_steps", chunk_steps, or_none=True)
         if chunk_steps is not None:
-            if isinstance(chunk_steps, bool) or not isinstance(chunk_steps, (int, np.integer)) \
-                    or chunk_steps < 1:
-                raise ValueError(f"chunk_steps: expected a positive integer or None, got "
-                                 f"{chunk_steps!r}")
             if getattr(getattr(model, "gru", None), "bidirectional", False):
                 raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
                                  "ends; training in chunks of time needs a unidirectional one")
             if (distributed is not None and distributed is not False) or deterministic:
                 raise ValueError("chunk_steps: training in chunks of time is for one process; "
                                  "data-parallel training takes whole sequences")
-            chunk_steps = int(chunk_steps)
         self.chunk_steps = chunk_steps
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
@@ -97,16 +131,14 @@ class Trainer:
             if m == "accuracy" and not self.classification:
                 raise ValueError("metrics: 'accuracy' needs loss='cross_entropy'")
         self.metrics = list(metrics)
-        self.clip_norm = None if clip_norm is None else float(clip_norm)
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        self.clip_norm = positive_number("clip_norm", clip_norm, or_none=True)
         self.scheduler = scheduler
         self.progress = progress
         self.global_step = 0
         self.history = {}
         self.stop_training = False
         self.best_epoch = None
-        self._saved_epoch = None
+        self._saved_epoch = None  # the epoch of the fit checkpoint last written or read
         self._dp = None
         chunk = _distributed._check_deterministic(deterministic)
         if (distributed is not None and distributed is not False) or chunk is not None:
@@ -166,21 +198,6 @@ class Trainer:
         if bad.any():
             raise ValueError(f"{name}: NaN or Inf at target {tuple(int(i) for i in np.argwhere(bad)[0])}")
         return np.where(np.isfinite(y), y, 0).astype(self.model.dtype)  # padding's NaN -> 0
-
-    def _batch(self, X, lengths, y, index):
-        """The batch of these rows, cut to its longest sequence, with its per-step mask."""
-        lb = lengths[index]
-        T = int(lb.max())
-        xb = X[index, :T]
-        mask = None
-        if y is None:
-            yb = None
-        elif self.model.head == "sequence":
-            yb = y[index, :T]
-            mask = np.arange(T)[None, :] < lb[:, None]
-        else:
-            yb = y[index]
-        return xb, lb, yb, mask
 
     # -- one step --
 
@@ -242,17 +259,7 @@ class Trainer:
 
     def predict(self, X, lengths=None, batch_size=256):
         """Model outputs for every sequence (logits for classification), in X's order."""
-        X, lengths = _as_sequences(X, lengths, self.model.dtype)
-        outs = []
-        for start in range(0, len(X), batch_size):
-            index = np.arange(start, min(start + batch_size, len(X)))
-            xb, lb, _, _ = self._batch(X, lengths, None, index)
-            out = self.model(xb, lengths=lb)
-            if self.model.head == "sequence" and out.shape[1] < X.shape[1]:
-                out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
-                                                     out.shape[2]), out.dtype)], axis=1)
-            outs.append(out)
-        return np.concatenate(outs)
+        return predict(self.model, X, lengths, batch_size)
 
     @_distributed.collective
     def evaluate(self, X, y, lengths=None, batch_size=256):
@@ -277,7 +284,7 @@ class Trainer:
         return totals.result(self.metrics)
 
     def _evaluate_batch(self, totals, X, lengths, y, index):
-        xb, lb, yb, mask = self._batch(X, lengths, y, index)
+        xb, lb, yb, mask = _batch(self.model, X, lengths, y, index)
         out = self.model(xb, lengths=lb)
         loss, _ = self.loss_fn(out, yb, mask)
         totals.add(loss, out, yb, mask, self.metrics)
@@ -307,141 +314,149 @@ class Trainer:
         writes the checkpoint, and resume reads it on rank 0 and shares it, so a run may resume
         on another number of ranks.
         """
-        model = self.model
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
-                batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-
-        def prepare():
-            X_, lengths_ = _as_sequences(X, lengths, model.dtype)
-            y_ = self._check_targets(y, len(X_), X_.shape[1], lengths_)
-            val_ = None
-            if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or \
-                        len(validation_data) not in (2, 3):
-                    raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
-                Xv, yv = validation_data[0], validation_data[1]
-                lv = validation_data[2] if len(validation_data) == 3 else None
-                Xv, lv = _as_sequences(Xv, lv, model.dtype, name="validation X")
-                if Xv.shape[2] != X_.shape[2]:
-                    raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the "
-                                     f"training X has {X_.shape[2]}")
-                yv = self._check_targets(yv, len(Xv), Xv.shape[1], lv, name="validation y")
-                val_ = (Xv, yv, lv)
-            logged = {"epoch", "loss", *self.metrics, "lr", "time"}
-            if val_ is not None:
-                logged |= {"val_loss", *(f"val_{m}" for m in self.metrics)}
-            if monitor is not None and monitor not in logged:
-                raise ValueError(f"monitor: {monitor!r} is not among the logged values "
-                                 f"{sorted(logged)}")
-            return X_, lengths_, y_, val_
-
-        X, lengths, y, val = self._guarded("checking the training data", prepare)
+        positive_int("epochs", epochs)
+        positive_int("batch_size", batch_size)
+        X, lengths, y, val = self._guarded(
+            "checking the training data",
+            lambda: self._fit_data(X, y, lengths, validation_data, monitor))
         if self._dp is not None:
             self._dp.check_same_data({"training data": (X, lengths, y),
                                       "validation data": val or ()})
-        monitor = monitor or ("val_loss" if val is not None else "loss")
-        if restore_best is None:
-            restore_best = val is not None
-        N = len(X)
-        steps_per_epoch = -(-N // batch_size)
-
-        state = {"epoch": 0, "best_value": None, "best_epoch": None, "wait": 0}
-        best_params = None
-        self._shuffle_rng = np.random.default_rng(seed)
-        self.history = {}
-        dp = self._dp
-        if dp is None:
-            if resume and checkpoint is not None and os.path.exists(checkpoint):
-                best_params = self._restore(checkpoint, state)
-            last_good = checkpoint if (checkpoint and os.path.exists(checkpoint)) else None
-        else:
-            best_params, last_good = self._dp_start(dp, checkpoint, resume, state)
+        run = _FitRun(X=X, lengths=lengths, y=y, val=val, epochs=epochs, batch_size=batch_size,
+                      shuffle=shuffle, callbacks=callbacks, early_stopping=early_stopping,
+                      monitor=monitor or ("val_loss" if val is not None else "loss"),
+                      restore_best=val is not None if restore_best is None else restore_best,
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, extra=extra)
+        state = self._start(checkpoint, resume, seed)
         self.stop_training = False
         show = (self.progress if progress is None else progress) and self.rank == 0
-        bar = _progress_bar(show, total=steps_per_epoch * max(0, epochs - state["epoch"]))
-        # A first run compiles the kernels during its first step (seconds): the bar says so
-        # once, and its rate and ETA start after that step instead of counting it.
-        compiling = show and _kernels_to_compile(model)
+        bar = _Progress(show, self.model, epochs,
+                        total=run.steps_per_epoch * max(0, epochs - state.epoch))
         try:
-            for epoch in range(state["epoch"] + 1, epochs + 1):
-                t0 = time.perf_counter()
-                bar.set_description("compiling numgru's kernels (once per install)" if compiling
-                                    else f"epoch {epoch}/{epochs}")
-                order = self._shuffle_rng.permutation(N) if shuffle else np.arange(N)
-                totals = _Totals()
-                for b in range(steps_per_epoch):
-                    index = order[b * batch_size:(b + 1) * batch_size]
-                    lr = self.optimizer.lr
-                    try:
-                        if dp is None:
-                            xb, lb, yb, mask = self._batch(X, lengths, y, index)
-                            out, loss = self._step(xb, yb, lb, mask)
-                        else:
-                            loss, vec = dp.step(X, lengths, y, index, int(lengths[index].max()))
-                    except (NonFiniteLossError, _distributed.DistributedError) as e:
-                        where = f"epoch {epoch}, batch {b + 1} of {steps_per_epoch}"
-                        kept = (f"; the last good checkpoint is {last_good} (epoch "
-                                f"{self._saved_epoch})" if last_good else "")
-                        raise _with_context(e, f" ({where}, lr {lr:g}){kept}", epoch,
-                                            last_good) from None
-                    if dp is None:
-                        totals.add(loss, out, yb, mask, self.metrics)
-                    else:
-                        totals.add_vector(vec)
-                    if compiling:
-                        compiling = False
-                        bar.reset()
-                        bar.set_description(f"epoch {epoch}/{epochs}")
-                    bar.update(1)
-                    bar.set_postfix_str(f"loss {totals.mean_loss():.4f}", refresh=False)
-                logs = {"epoch": epoch, **totals.result(self.metrics)}
-                if val is not None:
-                    for k, v in self._evaluate(val[0], val[2], val[1]).items():
-                        logs[f"val_{k}"] = v
-                logs["lr"] = self.optimizer.lr
-                logs["time"] = time.perf_counter() - t0
-                for k, v in logs.items():
-                    self.history.setdefault(k, []).append(v)
-                bar.set_postfix_str(_describe(logs), refresh=True)
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                if monitor not in logs:
-                    raise ValueError(f"monitor: {monitor!r} is not among the logged values "
-                                     f"{sorted(logs)}")
-                value = logs[monitor]
-                if state["best_value"] is None or value < state["best_value"]:
-                    state.update(best_value=value, best_epoch=epoch, wait=0)
-                    if restore_best:
-                        best_params = model.get_flat_params()
-                else:
-                    state["wait"] += 1
-                state["epoch"] = epoch
-                self._guarded("running the callbacks",
-                              lambda: [cb(self, epoch, logs) for cb in callbacks])
-                if dp is not None:  # a callback that stops one rank stops all
-                    self.stop_training = dp.any(self.stop_training)
-                stop = self.stop_training or (early_stopping is not None
-                                              and state["wait"] >= early_stopping)
-                if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
-                                               or stop):
-                    if dp is None:
-                        self._save(checkpoint, state, best_params, seed, extra)
-                    else:
-                        dp.on_root(f"writing the checkpoint {checkpoint}", self._save,
-                                   checkpoint, state, best_params, seed, extra)
-                        self._saved_epoch = state["epoch"]
-                    last_good = checkpoint
-                if stop:
+            for epoch in range(state.epoch + 1, epochs + 1):
+                logs = self._run_epoch(run, state, epoch, bar)
+                if self._end_epoch(run, state, logs, bar):
                     break
         finally:
             bar.close()
-        if restore_best and best_params is not None:
-            model.set_flat_params(best_params)
-        self.best_epoch = state["best_epoch"]
+        if run.restore_best and state.best_params is not None:
+            self.model.set_flat_params(state.best_params)
+        self.best_epoch = state.best_epoch
         return self.history
+
+    def _fit_data(self, X, y, lengths, validation_data, monitor):
+        """fit's data checked and converted: (X, lengths, y, (Xv, yv, lengths_v) or None)."""
+        X, lengths = _as_sequences(X, lengths, self.model.dtype)
+        y = self._check_targets(y, len(X), X.shape[1], lengths)
+        val = None
+        if validation_data is not None:
+            val = self._validation_data(validation_data, X.shape[2])
+        logged = {"epoch", "loss", *self.metrics, "lr", "time"}
+        if val is not None:
+            logged |= {"val_loss", *(f"val_{m}" for m in self.metrics)}
+        if monitor is not None and monitor not in logged:
+            raise ValueError(f"monitor: {monitor!r} is not among the logged values "
+                             f"{sorted(logged)}")
+        return X, lengths, y, val
+
+    def _validation_data(self, validation_data, features):
+        """(Xv, yv, lengths_v) from fit's validation_data, checked as the training data are."""
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
+        Xv, yv = validation_data[0], validation_data[1]
+        lv = validation_data[2] if len(validation_data) == 3 else None
+        Xv, lv = _as_sequences(Xv, lv, self.model.dtype, name="validation X")
+        if Xv.shape[2] != features:
+            raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the training X "
+                             f"has {features}")
+        yv = self._check_targets(yv, len(Xv), Xv.shape[1], lv, name="validation y")
+        return Xv, yv, lv
+
+    def _start(self, checkpoint, resume, seed):
+        """The loop state fit starts from: a fresh one, or the checkpoint's when resuming (read
+        on rank 0 and shared, in data-parallel training)."""
+        self._shuffle_rng = np.random.default_rng(seed)
+        self.history = {}
+        if self._dp is not None:
+            return self._dp_start(checkpoint, resume)
+        exists = bool(checkpoint) and os.path.exists(checkpoint)
+        state = self._restore(checkpoint) if resume and exists else _LoopState()
+        state.last_good = checkpoint if exists else None
+        return state
+
+    def _run_epoch(self, run, state, epoch, bar):
+        """One pass over the training data in (shuffled) batches, then over the validation data;
+        returns the epoch's logs."""
+        t0 = time.perf_counter()
+        bar.begin_epoch(epoch)
+        N = len(run.X)
+        order = self._shuffle_rng.permutation(N) if run.shuffle else np.arange(N)
+        totals = _Totals()
+        for b in range(run.steps_per_epoch):
+            index = order[b * run.batch_size:(b + 1) * run.batch_size]
+            lr = self.optimizer.lr
+            try:
+                self._fit_step(run, index, totals)
+            except (NonFiniteLossError, _distributed.DistributedError) as e:
+                where = f"epoch {epoch}, batch {b + 1} of {run.steps_per_epoch}, lr {lr:g}"
+                raise _with_context(e, where, epoch, state.last_good, self._saved_epoch) from None
+            bar.step(totals.mean_loss())
+        logs = {"epoch": epoch, **totals.result(self.metrics)}
+        if run.val is not None:
+            Xv, yv, lv = run.val
+            for k, v in self._evaluate(Xv, lv, yv).items():
+                logs[f"val_{k}"] = v
+        logs["lr"] = self.optimizer.lr
+        logs["time"] = time.perf_counter() - t0
+        return logs
+
+    def _fit_step(self, run, index, totals):
+        """One optimizer step on these rows of the training data (each rank on its share, in
+        data-parallel training), its loss and metric sums added to totals."""
+        if self._dp is None:
+            xb, lb, yb, mask = _batch(self.model, run.X, run.lengths, run.y, index)
+            out, loss = self._step(xb, yb, lb, mask)
+            totals.add(loss, out, yb, mask, self.metrics)
+        else:
+            _, vec = self._dp.step(run.X, run.lengths, run.y, index,
+                                   int(run.lengths[index].max()))
+            totals.add_vector(vec)
+
+    def _end_epoch(self, run, state, logs, bar):
+        """After an epoch: the history, the schedule, the best epoch, the callbacks, the
+        checkpoint. Returns whether to stop."""
+        epoch = logs["epoch"]
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+        bar.end_epoch(logs)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self._track_best(run, state, logs)
+        state.epoch = epoch
+        self._guarded("running the callbacks",
+                      lambda: [cb(self, epoch, logs) for cb in run.callbacks])
+        if self._dp is not None:  # a callback that stops one rank stops all
+            self.stop_training = self._dp.any(self.stop_training)
+        stop = self.stop_training or (run.early_stopping is not None
+                                      and state.wait >= run.early_stopping)
+        if run.checkpoint is not None and (epoch % run.checkpoint_every == 0
+                                           or epoch == run.epochs or stop):
+            self._write_checkpoint(run, state)
+        return stop
+
+    def _track_best(self, run, state, logs):
+        """A better monitored value makes this epoch the best (its parameters kept, with
+        restore_best); another counts towards early stopping."""
+        if run.monitor not in logs:
+            raise ValueError(f"monitor: {run.monitor!r} is not among the logged values "
+                             f"{sorted(logs)}")
+        value = logs[run.monitor]
+        if state.best_value is None or value < state.best_value:
+            state.best_value, state.best_epoch, state.wait = value, logs["epoch"], 0
+            if run.restore_best:
+                state.best_params = self.model.get_flat_params()
+        else:
+            state.wait += 1
 
     # -- checkpoints --
 
@@ -454,37 +469,51 @@ class Trainer:
         ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler,
                                 training={"global_step": self.global_step}, extra=extra)
 
-    def _save(self, path, state, best_params, seed, extra):
-        training = {"epoch": state["epoch"], "global_step": self.global_step,
-                    "best_value": state["best_value"], "best_epoch": state["best_epoch"],
-                    "wait": state["wait"], "history": self.history,
+    def _write_checkpoint(self, run, state):
+        """fit's checkpoint of the epoch just done (rank 0 alone writes it, in data-parallel
+        training); it becomes the last good one."""
+        if self._dp is None:
+            self._save(run.checkpoint, state, run.extra)
+        else:
+            self._dp.on_root(f"writing the checkpoint {run.checkpoint}", self._save,
+                             run.checkpoint, state, run.extra)
+        self._saved_epoch = state.epoch
+        state.last_good = run.checkpoint
+
+    def _save(self, path, state, extra):
+        """Write the checkpoint: the model, optimizer and schedule, and the loop's state."""
+        training = {"epoch": state.epoch, "global_step": self.global_step,
+                    "best_value": state.best_value, "best_epoch": state.best_epoch,
+                    "wait": state.wait, "history": self.history,
                     "shuffle_rng": self._shuffle_rng.bit_generator.state,
                     "dropout_rng": self.model.gru._rng.bit_generator.state}
-        arrays = {} if best_params is None else {"best_params": best_params}
+        arrays = {} if state.best_params is None else {"best_params": state.best_params}
         ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler, training=training,
                                 extra=extra, arrays=arrays)
-        self._saved_epoch = state["epoch"]
 
-    def _dp_start(self, dp, checkpoint, resume, state):
+    def _dp_start(self, checkpoint, resume):
         """Data-parallel start of fit: rank 0 reads the checkpoint (when resuming), then its
-        parameters, optimizer, schedule, random generators and loop state go to every rank.
-        Returns (best_params, last good checkpoint)."""
+        parameters, optimizer, schedule, random generators and loop state go to every rank."""
+        dp = self._dp
         exists = dp.group.bcast(bool(checkpoint) and dp.rank == 0 and os.path.exists(checkpoint))
-        best_params = None
-        if resume and exists:
-            best_params = dp.on_root(f"reading the checkpoint {checkpoint}", self._restore,
-                                     checkpoint, state)
-        loop = {"state": state, "history": self.history, "saved_epoch": self._saved_epoch,
+        restored = None
+        if resume and exists:  # rank 0's state; None on the others
+            restored = dp.on_root(f"reading the checkpoint {checkpoint}", self._restore,
+                                  checkpoint)
+        state = restored or _LoopState()
+        loop = {"state": state.counters(), "history": self.history,
+                "saved_epoch": self._saved_epoch,
                 "shuffle_rng": self._shuffle_rng.bit_generator.state}
-        loop, arrays = dp.sync_from_root(loop, {"best_params": best_params})
-        state.update(loop["state"])
+        loop, arrays = dp.sync_from_root(loop, {"best_params": state.best_params})
         self.history = {k: list(v) for k, v in loop["history"].items()}
         self._saved_epoch = loop["saved_epoch"]
         self._shuffle_rng.bit_generator.state = loop["shuffle_rng"]
-        return arrays["best_params"], (checkpoint if exists else None)
+        return _LoopState(**loop["state"], best_params=arrays["best_params"],
+                          last_good=checkpoint if exists else None)
 
-    def _restore(self, path, state):
-        """Load a fit checkpoint into model, optimizer, schedule and the loop state."""
+    def _restore(self, path):
+        """Load a fit checkpoint into the model, optimizer, schedule and generators; returns
+        its loop state."""
         ck = ckpt_io.load_checkpoint(path)
         ckpt_io.check_model_matches(ck, self.model, path)
         training = ck.meta.get("training") or {}
@@ -521,10 +550,10 @@ class Trainer:
         self.model.gru._rng.bit_generator.state = dropout.bit_generator.state
         self.global_step = loop["global_step"]
         self.history = loop["history"]
-        state.update(epoch=loop["epoch"], best_value=loop["best_value"],
-                     best_epoch=loop["best_epoch"], wait=loop["wait"])
-        self._saved_epoch = state["epoch"]
-        return None if best is None else best.copy()
+        self._saved_epoch = loop["epoch"]
+        return _LoopState(epoch=loop["epoch"], best_value=loop["best_value"],
+                          best_epoch=loop["best_epoch"], wait=loop["wait"],
+                          best_params=None if best is None else best.copy())
 
 
 def _loop_state(training, path):
@@ -535,7 +564,7 @@ def _loop_state(training, path):
 
     def count(key):
         v = training.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        if not is_int(v, 0):
             bad(key, "a non-negative integer")
         return v
 
@@ -545,8 +574,7 @@ def _loop_state(training, path):
                                    or not isinstance(best_value, (int, float))):
         bad("best_value", "a number or null")
     best_epoch = training.get("best_epoch")
-    if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)
-                                   or not 1 <= best_epoch <= out["epoch"]):
+    if best_epoch is not None and not (is_int(best_epoch, 1) and best_epoch <= out["epoch"]):
         bad("best_epoch", f"null or an epoch in [1, {out['epoch']}]")
     history = training.get("history")
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
@@ -560,8 +588,54 @@ def _loop_state(training, path):
     return out
 
 
-def _with_context(e, suffix, epoch, checkpoint):
+@dataclass
+class _FitRun:
+    """One call of fit, its arguments checked: the data (X (N, T, F), lengths (N,), y as the
+    loss wants it, val (Xv, yv, lengths_v) or None) and how to train on it."""
+
+    X: np.ndarray
+    lengths: np.ndarray
+    y: np.ndarray
+    val: tuple
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    callbacks: tuple
+    early_stopping: int  # or None
+    monitor: str
+    restore_best: bool
+    checkpoint: str  # or None
+    checkpoint_every: int
+    extra: dict  # or None
+
+    @property
+    def steps_per_epoch(self):
+        return -(-len(self.X) // self.batch_size)
+
+
+@dataclass
+class _LoopState:
+    """Where fit's epoch loop stands. A fit checkpoint's "training" record holds the first four
+    fields under these names (beside the step count, the history and the generators' states),
+    and best_params as its "best_params" array."""
+
+    epoch: int = 0  # the last epoch done
+    best_value: float = None  # the best monitored value so far (lower is better)
+    best_epoch: int = None
+    wait: int = 0  # epochs since the best one
+    best_params: np.ndarray = None  # (num_parameters,) of the best epoch, kept for restore_best
+    last_good: str = None  # the checkpoint a failure points to: the last written or read
+
+    def counters(self):
+        return {"epoch": self.epoch, "best_value": self.best_value,
+                "best_epoch": self.best_epoch, "wait": self.wait}
+
+
+def _with_context(e, where, epoch, checkpoint, checkpoint_epoch):
     """The step's exception again, with where it happened and the last good checkpoint."""
+    suffix = f" ({where})"
+    if checkpoint:
+        suffix += f"; the last good checkpoint is {checkpoint} (epoch {checkpoint_epoch})"
     if isinstance(e, NonFiniteLossError):
         new = NonFiniteLossError(f"{e}{suffix}", e.step, epoch, checkpoint)
     else:
@@ -653,6 +727,36 @@ class _NoBar:
 
     def close(self):
         pass
+
+
+class _Progress:
+    """fit's progress bar: one tick per batch over the epochs left, the running loss, then the
+    epoch's logs. A first run compiles the kernels during its first step (seconds): the bar says
+    so once, and its rate and ETA start after that step instead of counting it."""
+
+    def __init__(self, show, model, epochs, total):
+        self.bar = _progress_bar(show, total)
+        self.epochs, self.epoch = epochs, None
+        self.compiling = show and _kernels_to_compile(model)
+
+    def begin_epoch(self, epoch):
+        self.epoch = epoch
+        self.bar.set_description("compiling numgru's kernels (once per install)" if self.compiling
+                                 else f"epoch {epoch}/{self.epochs}")
+
+    def step(self, mean_loss):
+        if self.compiling:
+            self.compiling = False
+            self.bar.reset()
+            self.bar.set_description(f"epoch {self.epoch}/{self.epochs}")
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"loss {mean_loss:.4f}", refresh=False)
+
+    def end_epoch(self, logs):
+        self.bar.set_postfix_str(_describe(logs), refresh=True)
+
+    def close(self):
+        self.bar.close()
 
 
 def _kernels_to_compile(model):
