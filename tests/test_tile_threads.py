@@ -8,6 +8,7 @@ the float64 NumPy reference for the layer passes run in several parts.
 """
 
 import os
+import platform
 import threading
 
 import numpy as np
@@ -237,6 +238,54 @@ def test_a_sleeping_part_is_woken_by_the_arrival():
     t.join(timeout=30)  # 50 timeouts would take 50 minutes: only wake-ups can finish in time
     assert not t.is_alive(), "a part asleep at the barrier was not woken by its partner"
     assert np.array_equal(out, np.tile(np.arange(steps), (2, 1)))
+
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_pass_leaves_the_callers_floating_point_mode_as_it_was(monkeypatch, threads):
+    """The parts flush subnormals (see _sync) only while they run: afterwards numpy on the
+    calling thread still computes subnormal numbers."""
+    monkeypatch.setenv("NUMGRU_NUM_THREADS", threads)
+    before = _sync.flush_subnormals()  # reads the mode (and sets the flush): put it back
+    _sync.restore_fp_mode(before)
+    gru = ng.GRU(16, 256, device="cpu", seed=0)
+    x = np.random.default_rng(0).standard_normal((32, 20, 16)).astype(np.float32)
+    y, _ = gru.forward(x, train=True)
+    gru.backward(np.ones_like(y))
+    gru(x)
+    after = _sync.flush_subnormals()
+    _sync.restore_fp_mode(after)
+    assert after == before
+    tiny = np.finfo(np.float32).smallest_normal
+    assert np.float32(tiny) / np.float32(4) != 0  # a subnormal, not flushed
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 4e-6), (np.float64, 1e-12)])
+def test_gradients_that_underflow_match_the_reference(dtype, tol):
+    """A loss on the last of 400 steps: the gradients of early steps fall below the smallest
+    normal number, which the parts flush to zero (fast on x86); every gradient stays within the
+    CPU tests' tolerances of the float64 reference, and on x86 no subnormal is left in dx."""
+    rng = np.random.default_rng(5)
+    B, T, I, H = 4, 400, 8, 32
+    x = rng.standard_normal((B, T, I))
+    dy = np.zeros((B, T, H))
+    dy[:, -1] = rng.standard_normal((B, H))
+    gru = ng.GRU(I, H, device="cpu", dtype=dtype, seed=1)
+    ref = ng.GRU(I, H, device="numpy", dtype="float64", seed=1)
+    y, _ = gru.forward(x, train=True)
+    dx, _ = gru.backward(dy)
+    ref.forward(x, train=True)
+    dx_ref, _ = ref.backward(dy)
+    if dtype == np.float32:  # the case is one of underflow: early steps' exact gradients
+        assert (np.abs(dx_ref[:, 0]) < np.finfo(dtype).smallest_normal).all()
+    assert_close("dx", dx, dx_ref, tol)
+    for k in ref.grads:
+        assert_close(k, gru.grads[k], ref.grads[k], tol)
+    if X86:
+        a = np.abs(dx)
+        assert not ((a > 0) & (a < np.finfo(dtype).smallest_normal)).any()
 
 
 def test_busy_pool_runs_the_whole_pass_in_one_part():
