@@ -41,6 +41,7 @@ Shapes, layouts and conventions: see contract.py. Inputs are trusted: layers.py 
 
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -648,10 +649,106 @@ def _backward_rows(T, B, H, t, j0, n, G, g_r, g_z, g_n, g_hn, y, h0, HS0, length
                         ptr(dgh, gr + 2 * H + j0), n, reset_after)
 
 
+class BackwardScratch(NamedTuple):
+    """A backward pass's per-part buffers (leading axis P: part p uses [p]; nmax = the units of
+    the largest part, RC = rows of a weight-gradient chunk, Ip and Hq = I and H padded to whole
+    panels), in the layer's dtype unless said:"""
+    aT: np.ndarray  # (P, 3·nmax, RC) the chunk's gate gradients dgi of the part's units, transposed
+    xs: np.ndarray  # (P, RC, Ip) the chunk's inputs x_t
+    hs: np.ndarray  # (P, RC, Hq) the chunk's entering states h_prev
+    c_ih: np.ndarray  # (P, 3·nmax, Ip) float32 chains of dW_ih's rows (a few thousand rows long)
+    c_hh: np.ndarray  # (P, 3·nmax, Hq) the same of dW_hh
+    acc_ih: np.ndarray  # (P, 3·nmax, Ip) float64: the chains added up
+    acc_hh: np.ndarray  # (P, 3·nmax, Hq) float64
+    s_ih: np.ndarray  # (P, 3·nmax) float64: db_ih (and db_hh's r and z blocks)
+    s_hn: np.ndarray  # (P, nmax) float64: db_hh's n block when it differs (reset_after)
+
+
+class BackwardGrads(NamedTuple):
+    """What a backward pass writes besides dh: each part its own rows or units."""
+    dx: np.ndarray  # (T·B, Ip): rows of dx_t = dgi W_ih, padded to whole panels
+    dw_ih: np.ndarray  # (3H, I)
+    dw_hh: np.ndarray  # (3H, H)
+    db_ih: np.ndarray  # (3H,)
+    db_hh: np.ndarray  # (3H,)
+
+
+@njit(inline="always", **_JIT)
+def _part_scratch(scratch, p, n, hid):
+    """Part p's flat views of `scratch` for its n units, the sums and the chunk rows zeroed,
+    and the offset of its rows in hid (reset_after=False: r ⊙ h_prev; zeroed too)."""
+    RC = scratch.xs.shape[1]
+    Ip = scratch.xs.shape[2]
+    Hq = scratch.hs.shape[2]
+    aT = view(scratch.aT, p * scratch.aT.shape[1] * RC, 3 * n * RC)
+    xs = view(scratch.xs, p * RC * Ip, RC * Ip)
+    hs = view(scratch.hs, p * RC * Hq, RC * Hq)
+    c_ih = view(scratch.c_ih, p * scratch.c_ih.shape[1] * Ip, 3 * n * Ip)
+    c_hh = view(scratch.c_hh, p * scratch.c_hh.shape[1] * Hq, 3 * n * Hq)
+    acc_ih = view(scratch.acc_ih, p * scratch.acc_ih.shape[1] * Ip, 3 * n * Ip)
+    acc_hh = view(scratch.acc_hh, p * scratch.acc_hh.shape[1] * Hq, 3 * n * Hq)
+    s_ih = view(scratch.s_ih, p * scratch.s_ih.shape[1], 3 * n)
+    s_hn = view(scratch.s_hn, p * scratch.s_hn.shape[1], n)
+    for a in (c_ih, c_hh, xs, hs):  # the padding columns of xs and hs stay 0
+        zero_n(ptr(a, 0), a.size)
+    for a in (acc_ih, acc_hh, s_ih, s_hn):
+        zero_n(ptr(a, 0), a.size)
+    hid_off = p * RC * Hq
+    if hid is not None:
+        zero_n(ptr(hid, hid_off), RC * Hq)
+    return aT, xs, hs, c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, hid_off
+
+
+@njit(inline="always", **_JIT)
+def _reset_gate_rows(T, B, H, t, j0, n, G, g_r, y, h0, HS0, lengths, reverse, dprod, DP, dgi, dh,
+                     HS):
+    """reset_after=False, after dprod (B, DP) = da_n W_hn over every unit: this part's units of
+    the r gradient (into dgi's r block, in float64 from r, as _backward_units) and the share
+    of dh through r ⊙ h_prev, for each valid row (flat arrays)."""
+    for b in range(B):
+        if t >= lengths[b]:
+            continue
+        hp = _h_prev_ptr(y, h0, T, B, H, HS0, lengths, reverse, t, b, j0)
+        d_rh = ptr(dprod, b * DP + j0)
+        rr = ptr(g_r, (t * B + b) * H + j0)
+        dgr = ptr(dgi, b * G + j0)
+        dhb = ptr(dh, b * HS + j0)
+        for j in range(n):
+            dgr[j] = _reset_backward(d_rh[j], np.float64(rr[j]), hp[j], 1.0)[0]
+        for j in range(n):
+            dhb[j] += _reset_backward(d_rh[j], rr[j], hp[j], 1.0)[1]  # in the dtype
+
+
+@njit(inline="always", **_JIT)
+def _store_weight_grads(grads, acc_ih, Ip, acc_hh, Hq, s_ih, s_hn, j0, n, reset_after):
+    """A part's float64 sums for its n units from unit j0 (flat; rows Ip and Hq long) into its
+    rows of dW_ih, dW_hh and the biases, in their dtype (db_hh's n block from s_hn when
+    reset_after, else the same as db_ih's)."""
+    H = grads.dw_hh.shape[1]
+    I = grads.dw_ih.shape[1]
+    dwih = view(grads.dw_ih, 0, grads.dw_ih.size)
+    dwhh = view(grads.dw_hh, 0, grads.dw_hh.size)
+    for g in range(3):
+        for c in range(n):
+            src = ptr(acc_ih, (g * n + c) * Ip)
+            dst = ptr(dwih, (g * H + j0 + c) * I)
+            for i in range(I):
+                dst[i] = src[i]
+            src = ptr(acc_hh, (g * n + c) * Hq)
+            dst = ptr(dwhh, (g * H + j0 + c) * H)
+            for i in range(H):
+                dst[i] = src[i]
+        for c in range(n):
+            grads.db_ih[g * H + j0 + c] = s_ih[g * n + c]
+            if g == 2 and reset_after:
+                grads.db_hh[g * H + j0 + c] = s_hn[c]
+            else:
+                grads.db_hh[g * H + j0 + c] = s_ih[g * n + c]
+
+
 @njit(nogil=True, **_JIT)
-def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, whp, wihp, lengths,
-                   reverse, dy, dh, dprod, dgi3, dx, dw_ih, dw_hh, db_ih, db_hh, aT, xs, hs,
-                   c_ih, c_hh, acc_ih, acc_hh, s_ih, s_hn, dgh3, aTn, hid):
+def _backward_part(p, P, ctrl, fns, x, y, h0, gates, lengths, reverse, w_hh, w_ih, whp, wihp, dy,
+                   dh, dprod, dgi3, grads, scratch, dgh3, aTn, hid):
     """Part p of P of a whole backward pass (BPTT for `forward`; the math of
     reference.backward), step by step, with the register tile of `_tile`. The variant is in
     the argument types: reset_after=True passes dgh3 and aTn and hid=None; reset_after=False
@@ -667,12 +764,11 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
       into dprod (B, ·) and then into dh (reset_after=False first needs W_hn^T da_n over all
       units: one more barrier);
     - the rows of dW_ih and dW_hh for its units, += dgi^T x_t and dgh^T h_prev (its own columns
-      only), one product per chunk of RC rows (this part's buffers: aT (3·nmax, RC), aTn
-      (nmax, RC), xs (RC, Ip), hs and hid (RC, Hq), c_ih and c_hh the chunk's float32 sums,
-      acc_ih and acc_hh the float64 ones, s_ih and s_hn the bias sums), in float32 chains of
-      about _FLUSH_ROWS rows that are then added into float64 sums;
-    - its share of the rows of dx_t = dgi W_ih, into dx (T·B, Ip), padded to whole panels.
-    x, y: (T, B, I), (T, B, H); h0 (B, HS0); the gates (T, B, H) each.
+      only), one product per chunk of RC rows (`BackwardScratch`; aTn (P, nmax, RC) the chunk's
+      dgh of the n block, hid (P, RC, Hq) its r ⊙ h_prev), in float32 chains of about
+      _FLUSH_ROWS rows that are then added into float64 sums;
+    - its share of the rows of dx_t = dgi W_ih (`BackwardGrads`).
+    x, y: (T, B, I), (T, B, H); h0 (B, HS0); gates: r, z, n, hn, (T, B, H) each.
     """
     prefer_wide_vectors()
     T, B, H = y.shape
@@ -682,9 +778,9 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
     VL = PW // 2
     W = wihp.shape[2]  # three vectors: the width of the weight-gradient and dx panels
     NQ = wihp.shape[0]
-    Ip = dx.shape[1]
-    Hq = hs.shape[2]
-    RC = xs.shape[1]
+    Ip = grads.dx.shape[1]
+    Hq = scratch.hs.shape[2]
+    RC = scratch.xs.shape[1]
     G = dgi3.shape[2]
     HS = dh.shape[1]
     HS0 = h0.shape[1]
@@ -692,8 +788,7 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
     u0 = NB * p // P
     u1 = NB * (p + 1) // P
     j0 = min(u0 * PW, H)
-    j1 = min(u1 * PW, H)
-    n = j1 - j0
+    n = min(u1 * PW, H) - j0
     b0 = B * p // P
     b1 = B * (p + 1) // P
     _pack_column_panels(w_hh, u0, u1, whp)
@@ -702,35 +797,18 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
     zero_i = np.int64(0)
     fresh = bool(False)  # not a literal (see _forward_part)
     KS = RC // B
-    # flat views of this part's buffers and of the shared ones
-    aTp = view(aT, p * aT.shape[1] * RC, 3 * n * RC)
+    aTp, xsp, hsp, cih, chh, aih, ahh, sih, shn, hid_off = _part_scratch(scratch, p, n, hid)
     aTn_off = 0 if aTn is None else p * aTn.shape[1] * RC
-    xsp = view(xs, p * RC * Ip, RC * Ip)
-    hsp = view(hs, p * RC * Hq, RC * Hq)
-    hid_off = p * RC * Hq
-    cih = view(c_ih, p * c_ih.shape[1] * Ip, 3 * n * Ip)
-    chh = view(c_hh, p * c_hh.shape[1] * Hq, 3 * n * Hq)
-    aih = view(acc_ih, p * acc_ih.shape[1] * Ip, 3 * n * Ip)
-    ahh = view(acc_hh, p * acc_hh.shape[1] * Hq, 3 * n * Hq)
-    sih = view(s_ih, p * s_ih.shape[1], 3 * n)
-    shn = view(s_hn, p * s_hn.shape[1], n)
-    for a in (cih, chh):
-        zero_n(ptr(a, 0), a.size)
-    for a in (aih, ahh, sih, shn):
-        zero_n(ptr(a, 0), a.size)
-    zero_n(ptr(xsp, 0), xsp.size)  # the padding columns stay 0
-    zero_n(ptr(hsp, 0), hsp.size)
-    if hid is not None:
-        zero_n(ptr(hid, hid_off), RC * Hq)
     xf = view(x, 0, x.size)
     yf = view(y, 0, y.size)
     h0f = view(h0, 0, h0.size)
     dyf = view(dy, 0, dy.size)
     dhf = view(dh, 0, dh.size)
     dprodf = view(dprod, 0, dprod.size)
-    dxf = view(dx, 0, dx.size)
+    dxf = view(grads.dx, 0, grads.dx.size)
     whpf = view(whp, 0, whp.size)
     wihpf = view(wihp, 0, wihp.size)
+    g_r, g_z, g_n, g_hn = gates
     grf = view(g_r, 0, g_r.size)
     gzf = view(g_z, 0, g_z.size)
     gnf = view(g_n, 0, g_n.size)
@@ -770,18 +848,8 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
             tile(fns, 2, dgi, 2 * H, G, one_i, B, whpf, u0 * 3 * H * PW + 2 * H * PW, 3 * H * PW, PW,
                      H, dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
-            for b in range(B):
-                if t >= lengths[b]:
-                    continue
-                hp = _h_prev_ptr(yf, h0f, T, B, H, HS0, lengths, reverse, t, b, j0)
-                d_rh = ptr(dprodf, b * DP + j0)
-                rr = ptr(grf, (t * B + b) * H + j0)
-                dgr = ptr(dgi, b * G + j0)
-                dhb = ptr(dhf, b * HS + j0)
-                for j in range(n):  # in float64 from r, as _backward_units
-                    dgr[j] = _reset_backward(d_rh[j], np.float64(rr[j]), hp[j], 1.0)[0]
-                for j in range(n):
-                    dhb[j] += _reset_backward(d_rh[j], rr[j], hp[j], 1.0)[1]  # in the dtype
+            _reset_gate_rows(T, B, H, t, j0, n, G, grf, yf, h0f, HS0, lengths, reverse, dprodf, DP,
+                             dgi, dhf, HS)
             nbar += 1
             if not barrier(ctrl, P, nbar):
                 return False
@@ -823,24 +891,7 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, g_r, g_z, g_n, g_hn, w_hh, w_ih, w
                                   VL)
     if unflushed > 0:
         _flush(cih, chh, aih, ahh)
-    dwih = view(dw_ih, 0, dw_ih.size)
-    dwhh = view(dw_hh, 0, dw_hh.size)
-    for g in range(3):
-        for c in range(n):
-            src = ptr(aih, (g * n + c) * Ip)
-            dst = ptr(dwih, (g * H + j0 + c) * I)
-            for i in range(I):
-                dst[i] = src[i]
-            src = ptr(ahh, (g * n + c) * Hq)
-            dst = ptr(dwhh, (g * H + j0 + c) * H)
-            for i in range(H):
-                dst[i] = src[i]
-        for c in range(n):
-            db_ih[g * H + j0 + c] = sih[g * n + c]
-            if g == 2 and aTn is not None:
-                db_hh[g * H + j0 + c] = shn[c]
-            else:
-                db_hh[g * H + j0 + c] = sih[g * n + c]
+    _store_weight_grads(grads, aih, Ip, ahh, Hq, sih, shn, j0, n, aTn is not None)
     return True
 
 
@@ -874,25 +925,24 @@ def _backward_call(cache, dy, dh_n, fns):
     KS = max(1, _CHUNK_ROWS // B)
     RC = KS * B
     nmax = -(-NB // P) * PW  # units of the largest part
+    grads = BackwardGrads(dx=np.empty((T * B, Ip), dtype), dw_ih=np.empty(w_ih.shape, dtype),
+                          dw_hh=np.empty(w_hh.shape, dtype), db_ih=np.empty(w_ih.shape[0], dtype),
+                          db_hh=np.empty(w_ih.shape[0], dtype))
+    scratch = BackwardScratch(
+        aT=np.empty((P, 3 * nmax, RC), dtype), xs=np.empty((P, RC, Ip), dtype),
+        hs=np.empty((P, RC, Hq), dtype), c_ih=np.empty((P, 3 * nmax, Ip), dtype),
+        c_hh=np.empty((P, 3 * nmax, Hq), dtype), acc_ih=np.empty((P, 3 * nmax, Ip), np.float64),
+        acc_hh=np.empty((P, 3 * nmax, Hq), np.float64), s_ih=np.empty((P, 3 * nmax), np.float64),
+        s_hn=np.empty((P, nmax), np.float64))
     g = cache.gates
-    dx = np.empty((T * B, Ip), dtype)
-    dw_ih = np.empty(w_ih.shape, dtype)
-    dw_hh = np.empty(w_hh.shape, dtype)
-    db_ih = np.empty(w_ih.shape[0], dtype)
-    db_hh = np.empty(w_ih.shape[0], dtype)
     args = (
-        fns, x, y, h0, g[0], g[1], g[2], g[3], w_hh, w_ih,
-        np.empty((NB, 3 * H, PW), dtype), np.empty((NQ, 3 * H, W), dtype), cache.lengths,
-        cache.reverse, dy, dh, np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, dx,
-        dw_ih, dw_hh, db_ih, db_hh, np.empty((P, 3 * nmax, RC), dtype),
-        np.empty((P, RC, Ip), dtype), np.empty((P, RC, Hq), dtype),
-        np.empty((P, 3 * nmax, Ip), dtype), np.empty((P, 3 * nmax, Hq), dtype),
-        np.empty((P, 3 * nmax, Ip), np.float64), np.empty((P, 3 * nmax, Hq), np.float64),
-        np.empty((P, 3 * nmax), np.float64), np.empty((P, nmax), np.float64),
+        fns, x, y, h0, (g[0], g[1], g[2], g[3]), cache.lengths, cache.reverse, w_hh, w_ih,
+        np.empty((NB, 3 * H, PW), dtype), np.empty((NQ, 3 * H, W), dtype), dy, dh,
+        np.empty((B, padded_stride(NB * PW, size)), dtype), dgi3, grads, scratch,
         np.empty((3, B, G), dtype) if reset_after else None,
         np.empty((P, nmax, RC), dtype) if reset_after else None,
         None if reset_after else np.empty((P, RC, Hq), dtype))
-    return P, trial, args, (dx, dh, dw_ih, dw_hh, db_ih, db_hh)
+    return P, trial, args, (grads.dx, dh) + tuple(grads)[1:]
 
 
 def backward(cache, dy, dh_n):
