@@ -92,13 +92,14 @@ def _values(rng, shape, kind, dtype):
 
 
 @st.composite
-def layer_cases(draw):
+def layer_cases(draw, T=64, B=64, I=64, H=64, layers=3):
+    """A layer case with sizes from 1 to the bounds given (the CUDA simulator's are smaller)."""
     return dict(
         dtype=draw(st.sampled_from([np.float32, np.float64])),
         reset_after=draw(st.booleans()),
-        T=draw(st.integers(1, 64)), B=draw(st.integers(1, 64)),
-        I=draw(st.integers(1, 64)), H=draw(st.integers(1, 64)),
-        layers=draw(st.integers(1, 3)), bidirectional=draw(st.booleans()),
+        T=draw(st.integers(1, T)), B=draw(st.integers(1, B)),
+        I=draw(st.integers(1, I)), H=draw(st.integers(1, H)),
+        layers=draw(st.integers(1, layers)), bidirectional=draw(st.booleans()),
         bias=draw(st.booleans()), batch_first=draw(st.booleans()),
         h0=draw(st.sampled_from(H0_SCALES)), lengths=draw(st.booleans()),
         x_scale=draw(st.sampled_from(X_SCALES)), w_kind=draw(st.sampled_from(W_KINDS)),
@@ -190,11 +191,12 @@ def check_layer(case, devices=("cpu", "numpy")):
 
 
 @st.composite
-def cell_cases(draw):
+def cell_cases(draw, B=64, I=64, H=64):
+    """A GRUCell case with sizes up to the bounds given (B = 0: an unbatched input)."""
     return dict(
         dtype=draw(st.sampled_from([np.float32, np.float64])),
         reset_after=draw(st.booleans()), bias=draw(st.booleans()),
-        B=draw(st.integers(0, 64)), I=draw(st.integers(1, 64)), H=draw(st.integers(1, 64)),
+        B=draw(st.integers(0, B)), I=draw(st.integers(1, I)), H=draw(st.integers(1, H)),
         h=draw(st.sampled_from(H0_SCALES)),
         x_scale=draw(st.sampled_from(X_SCALES)), w_kind=draw(st.sampled_from(W_KINDS)),
         seed=draw(st.integers(0, 2 ** 32 - 1)))
