@@ -391,8 +391,9 @@ def _fold_constant(f, ins, attrs, node):
     f.fail("a Constant without a numeric value")
 
 
-def _fold_slice(f, ins, attrs, node):
-    data = ins[0]
+def _slice_args(f, ins, attrs):
+    """A Slice node's (starts, ends, axes, steps), from its inputs (opset 10 on) or its
+    attributes (opset 1 to 9), with the defaults filled in."""
     if len(ins) > 1:
         starts, ends = _ints(ins[1], "starts", f), _ints(ins[2], "ends", f)
         axes = _ints(ins[3], "axes", f) if len(ins) > 3 and ins[3] is not None else None
@@ -401,6 +402,12 @@ def _fold_slice(f, ins, attrs, node):
         starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
     axes = list(range(len(starts))) if axes is None else axes
     steps = [1] * len(starts) if steps is None else steps
+    return starts, ends, axes, steps
+
+
+def _fold_slice(f, ins, attrs, node):
+    data = ins[0]
+    starts, ends, axes, steps = _slice_args(f, ins, attrs)
     index = [slice(None)] * data.ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
         index[_norm(a, data.ndim, f)] = slice(s, e, st)
@@ -643,14 +650,7 @@ def _sym_slice(f, ins, attrs, node):
     s = ins[0]
     if not isinstance(s, _Sym) or any(isinstance(v, _Sym) for v in ins[1:]):
         f.fail("slices with starts/ends computed from the data")
-    if len(ins) > 1:
-        starts, ends = _ints(ins[1], "starts", f), _ints(ins[2], "ends", f)
-        axes = _ints(ins[3], "axes", f) if len(ins) > 3 and ins[3] is not None else None
-        steps = _ints(ins[4], "steps", f) if len(ins) > 4 and ins[4] is not None else None
-    else:
-        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
-    axes = list(range(len(starts))) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
+    starts, ends, axes, steps = _slice_args(f, ins, attrs)
     for st, e, a, step in zip(starts, ends, axes, steps):
         a = _norm(a, len(s.axes), f)
         idx = list(range(s.shape[a]))[slice(st, e, step)]

@@ -47,3 +47,13 @@ def test_tags_and_layouts(rng):
     assert pred.shape == (20,)
     np.testing.assert_array_equal(reg.predict(Z[100:, 0, :]), pred)
     assert 1 - np.mean((pred - t[100:]) ** 2) / np.var(t[100:]) > 0.8
+
+
+def test_the_hyper_parameters_are_numgru_sklearn_s():
+    """aeon and scikit-learn both read an estimator's hyper-parameters from its constructor's
+    signature, so each module writes the list out: it must be the same list, defaults included."""
+    import inspect
+    for ours, theirs in ((GRUClassifier, numgru.sklearn.GRUClassifier),
+                         (GRURegressor, numgru.sklearn.GRURegressor)):
+        assert inspect.signature(ours.__init__) == inspect.signature(theirs.__init__)
+        assert ours().get_params() == theirs().get_params()
