@@ -656,9 +656,9 @@ class BackwardScratch(NamedTuple):
     aT: np.ndarray  # (P, 3·nmax, RC) the chunk's gate gradients dgi of the part's units, transposed
     xs: np.ndarray  # (P, RC, Ip) the chunk's inputs x_t
     hs: np.ndarray  # (P, RC, Hq) the chunk's entering states h_prev
-    c_ih: np.ndarray  # (P, 3·nmax, Ip) float32 chains of dW_ih's rows (a few thousand rows long)
+    c_ih: np.ndarray  # (P, 3·nmax, Ip) dW_ih's rows summed over about _FLUSH_ROWS rows of T·B
     c_hh: np.ndarray  # (P, 3·nmax, Hq) the same of dW_hh
-    acc_ih: np.ndarray  # (P, 3·nmax, Ip) float64: the chains added up
+    acc_ih: np.ndarray  # (P, 3·nmax, Ip) float64: those sums added up
     acc_hh: np.ndarray  # (P, 3·nmax, Hq) float64
     s_ih: np.ndarray  # (P, 3·nmax) float64: db_ih (and db_hh's r and z blocks)
     s_hn: np.ndarray  # (P, nmax) float64: db_hh's n block when it differs (reset_after)
