@@ -502,7 +502,6 @@ def _emit_row_block(context, builder, JR, BR, VL, fty, W, w_off, ldw, X, x_off, 
     then the k % VL tail added in order. Offsets and strides are int64 values, in elements."""
     bits = 32 if fty == ir.FloatType() else 64
     vty = ir.VectorType(fty, VL)
-    i32 = ir.IntType(32)
     i64 = ir.IntType(64)
     fma = _multiply_add(builder, vty, VL, bits)
     fma1 = cgutils.get_or_insert_function(
@@ -527,25 +526,9 @@ def _emit_row_block(context, builder, JR, BR, VL, fty, W, w_off, ldw, X, x_off, 
                 builder.store(builder.call(fma, [wv[j], xv[b], builder.load(accs[j][b])]),
                               accs[j][b])
     sums = []
-    if BR == 1 and JR > 1:
-        for j, total in _reduce_lanes_together(builder, [builder.load(a[0]) for a in accs], VL):
-            sums.append((j, 0, cgutils.alloca_once_value(builder, total)))
-    else:
-        for j in range(JR):
-            for b in range(BR):
-                v = builder.load(accs[j][b])
-                width = VL
-                while width > 1:  # pairwise: lanes [0, w/2) + [w/2, w)
-                    half = width // 2
-                    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
-                                                                  list(range(half))))
-                    hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, half),
-                                                                  list(range(half, width))))
-                    v = builder.fadd(lo, hi)
-                    width = half
-                s = cgutils.alloca_once_value(builder,
-                                              builder.extract_element(v, ir.Constant(i32, 0)))
-                sums.append((j, b, s))
+    for b in range(BR):  # each row's lanes pairwise; the JR rows of W against x row b together
+        for j, total in _reduce_lanes_together(builder, [builder.load(a[b]) for a in accs], VL):
+            sums.append((j, b, cgutils.alloca_once_value(builder, total)))
     k0 = builder.mul(KV, ir.Constant(i64, VL))
     with cgutils.for_range(builder, builder.sub(K, k0)) as loop:
         k = builder.add(k0, loop.index)

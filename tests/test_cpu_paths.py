@@ -131,9 +131,9 @@ def test_row_dots_against_numpy(dtype, J, K, B):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("J,K", [(384, 128), (15, 40), (13, 5), (8, 17), (1, 33)])
 def test_row_dots_of_one_row_are_the_bits_of_a_pair(dtype, J, K):
-    """Against a single row of x, blocks of 8 rows of W reduce their lanes together; each row's
-    lanes are still added in the per-row pairwise order, so the results are the bits the same
-    row gets beside another (blocks of 4 rows of W and 2 of x, one tree per row)."""
+    """Against a single row of x, blocks of 8 rows of W; against two, blocks of 4 rows of W and
+    2 of x. Either way each row's lanes are added in the per-row pairwise order (several rows
+    per shuffle), so a row of x gets the same bits alone as beside another."""
     rng = np.random.default_rng(J * K)
     w = rng.standard_normal((J, K)).astype(dtype)
     x = rng.standard_normal((2, K)).astype(dtype)
