@@ -25,8 +25,6 @@ import threading
 import numpy as np
 
 _WAIT_SECONDS = 300.0
-_MPI_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MPI_LOCALRANKID",
-                  "SLURM_PROCID")
 
 _CHILD = """
 import importlib, pickle, sys
@@ -57,12 +55,13 @@ def _enabled():
 
     from ._jit import CACHE
     from ._sync import max_threads
+    from .distributed import launch_environment
 
     if os.environ.get("NUMGRU_PRECOMPILE", "").strip().lower() in ("off", "0", "no", "false"):
         return False
     if not CACHE or config.DISABLE_JIT or not sys.executable:
         return False
-    if any(v in os.environ for v in _MPI_VARIABLES):
+    if launch_environment() is not None:
         return False
     return max_threads() > 1
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from numgru import _precompile
+from numgru.distributed import LAUNCH_VARS
 
 _TRAINING_STEP = """
 import numpy as np
@@ -58,7 +59,7 @@ run("failing", np.float32)
 
 def _child_env(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMGRU_NUM_THREADS": "2"}
-    for name in ("NUMGRU_PRECOMPILE", *_precompile._MPI_VARIABLES):
+    for name in ("NUMGRU_PRECOMPILE", *(v for v, _ in LAUNCH_VARS)):
         env.pop(name, None)
     return env
 
@@ -89,16 +90,16 @@ def test_a_child_that_fails_leaves_the_compiling_to_this_process(tmp_path):
 
 def test_nothing_is_started_when_switched_off_or_under_mpi(monkeypatch):
     monkeypatch.setattr("numgru._sync.max_threads", lambda: 2)
-    for name in ("NUMGRU_PRECOMPILE", *_precompile._MPI_VARIABLES):
+    for name in ("NUMGRU_PRECOMPILE", *(v for v, _ in LAUNCH_VARS)):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("numgru._jit.CACHE", True)
     assert _precompile._enabled()
     monkeypatch.setenv("NUMGRU_PRECOMPILE", "off")
     assert not _precompile._enabled()
     monkeypatch.delenv("NUMGRU_PRECOMPILE")
-    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     assert not _precompile._enabled()
-    monkeypatch.delenv("OMPI_COMM_WORLD_RANK")
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
     monkeypatch.setattr("numgru._sync.max_threads", lambda: 1)
     assert not _precompile._enabled()
     monkeypatch.setattr("numgru._sync.max_threads", lambda: 2)
