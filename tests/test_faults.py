@@ -141,7 +141,12 @@ def test_runs_killed_at_random_points_resume_to_the_same_weights(tmp_path, unint
         else:
             assert ck.load_checkpoint(path).meta["training"]["epoch"] == complete, (where, k, c)
         resumed, X, y, kw = _setup()
+        # Counted updates: a resume that retrained from scratch would end on the same weights
+        # (same seeds), so the resumed run must make only the updates after the checkpoint.
+        updates, update = [0], resumed.optimizer.step
+        resumed.optimizer.step = lambda: (updates.__setitem__(0, updates[0] + 1), update())[1]
         history = resumed.fit(X, y, checkpoint=path, resume=True, **kw)
+        assert updates[0] == (EPOCHS - complete) * STEPS_PER_EPOCH, (where, k, c, updates[0])
         assert np.array_equal(resumed.model.get_flat_params(), full.model.get_flat_params()), \
             (where, k, c)
         for name in ("exp_avg", "exp_avg_sq"):
