@@ -191,6 +191,8 @@ def _check_meta(meta, arrays, path):
         bad("optimizer.type must be a name", opt.get("type"))
     if not isinstance(opt.get("hyperparameters"), dict):
         bad("optimizer.hyperparameters must be an object", opt.get("hyperparameters"))
+    if not is_int(opt.get("step_count"), 0):
+        bad("optimizer.step_count must be a count of steps", opt.get("step_count"))
     spans, buffers = opt.get("spans"), opt.get("buffers")
     if not (is_int(spans, 0) and spans <= len(arrays)):
         bad("optimizer.spans must be a count of the arrays", spans)

@@ -457,6 +457,29 @@ def test_every_checkpoint_field_replaced_by_each_wrong_type(seeds, tmp_path):
     assert outcomes["refused"] > 0.4 * sum(outcomes.values()), outcomes
 
 
+def test_every_checkpoint_field_removed(seeds, tmp_path):
+    """A key missing anywhere in the metadata: refused with CheckpointError naming the file, or
+    loaded (where the key is optional), never a KeyError or TypeError from inside numgru."""
+    src = tmp_path / "seed.npz"
+    src.write_bytes(seeds["checkpoint"][1])
+    meta = load_checkpoint(src).meta
+    paths = [p for p in _leaves(meta) if p[:1] != ("extra",) and p]
+    assert ("optimizer", "step_count") in paths
+    for path in paths:
+        out = _rewrite(src, tmp_path / "m.npz", lambda m: _removed(m, path))
+        for load in (lambda p: ng.load_model(p, device="cpu"), _resume):
+            _load(load, out, CheckpointError)
+
+
+def _removed(meta, path):
+    meta = copy.deepcopy(meta)
+    node = meta
+    for k in path[:-1]:
+        node = node[k]
+    del node[path[-1]]
+    return meta
+
+
 def _resume(path):
     """Trainer.fit(resume=True) from path: the model and optimizer stay as they were when it
     refuses the file."""
