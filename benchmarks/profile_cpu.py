@@ -13,12 +13,17 @@ import os
 import statistics
 import time
 
-import numpy as np
-from numba import njit
+# The part counts of the fixed rule: the plan's trials would mix one part and all of them among
+# the timed calls of a size near the crossover.
+os.environ["NUMGRU_PLAN"] = "off"
 
-from numgru import _sync, cpu
-from numgru._grid import GRID
-from numgru._tile import pack_gates, panel_product, tile_functions
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+from numgru import _sync, cpu  # noqa: E402
+from numgru._grid import GRID  # noqa: E402
+from numgru._tile import (pack_gates, panel_product, tile_functions,  # noqa: E402
+                          vector_length)
 
 # (batch, steps, input, hidden) of the grid's larger sizes: the passes of one layer are profiled.
 SIZES = {name: GRID[name][:4] for name in ("medium", "large", "long")}
@@ -83,9 +88,10 @@ def main():
         dy = rng.standard_normal((T, B, H)).astype(f)
         fwd1, bwd1 = passes(x, h0, w, lengths, dy, 1)
         fwdp, bwdp = passes(x, h0, w, lengths, dy, None)
-        P = cpu._parts(B, H, -(-H // 16))
+        VL = vector_length(np.dtype(f))
+        P = cpu._pass_parts("infer", np.dtype(f), B, H, -(-H // VL))[0]
         wip, wp = pack_gates(w_ih), pack_gates(w_hh)
-        gx = np.empty((B, 3 * wp.shape[0] * 16), f)
+        gx = np.empty((B, 3 * wp.shape[0] * VL), f)
         gh = np.empty_like(gx)
         fns = tile_functions(np.float32, (3,))
         prod = median_ms(lambda: _step_products(fns, x.reshape(T * B, I), h0, wip, wp, gx, gh, T))

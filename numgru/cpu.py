@@ -316,18 +316,6 @@ def _forward_part(p, P, ctrl, fns, x, w_ih, w_hh, wip, wp, bias, lengths, revers
     return True
 
 
-def _parts(B, H, panels):
-    """Parts for a layer pass by the rule alone: one per thread allowed, at most one per unit
-    panel (the forward's and the backward's panels differ in width), and one when a step's
-    product is too small to pay for a barrier per step."""
-    if 6 * B * H * H < _PARALLEL_MIN_FLOPS:
-        return 1
-    return max(1, min(max_threads(), panels))
-
-
-_PARALLEL_MIN_FLOPS = 1 << 20
-
-
 def kernels_cached():
     """Whether the forward and backward part kernels are compiled in this process or stored in
     the kernel cache (for some variant): False means the next training step compiles them."""

@@ -7,7 +7,7 @@ import os
 # check_estimator runs that check instead of skipping it (numpy inputs behave the same).
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 # The CPU passes' part counts by their fixed rule, not by this machine's measured plan, so that
-# tests asserting a partition get it (tests/test_plan.py switches the plan on where it tests it;
+# tests asserting a partition get it (tests/test_cpu_paths.py switches the plan on where it tests it;
 # results are the same bits either way).
 os.environ.setdefault("NUMGRU_PLAN", "off")
 

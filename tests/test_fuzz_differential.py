@@ -11,7 +11,7 @@ likewise (its streaming step and its training step). The CUDA kernels get a few 
 random cases under Numba's simulator (tests/cuda/sim_fuzz.py, run by tests/cuda/test_cuda_sim.py).
 
 Tolerances: the per-tensor rule of tests/helpers.assert_close, max|got - want| <= tol ·
-max(1, max|want|), with test_cpu_vs_reference's tolerances (float64 1e-12; float32 2e-6 for
+max(1, max|want|), with test_cpu.py's tolerances (float64 1e-12; float32 2e-6 for
 outputs and states, 4e-6 for gradients) scaled by what the fuzz adds to those fixed cases:
 - kappa, the magnitude of the terms that a pre-activation sums, relative to those cases':
   kappa = max(1, max Σ_k |w_jk · v_k| + |b_j|) over every gate row j and every input or state

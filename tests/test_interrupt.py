@@ -102,6 +102,6 @@ def test_ctrl_c_stops_a_long_pass_and_leaves_the_layer_usable(tmp_path, mode, th
     assert report["latency"] < 1.0, report
     assert report["alive"] == [], report  # the part had left before control came back
     # float32 against float64 on 5 steps, relative to each tensor's largest value: the
-    # gradients' tolerance of test_cpu_vs_reference (4e-6, sums of up to 40 terms) times
+    # gradients' tolerance of test_cpu.py (4e-6, sums of up to 40 terms) times
     # sqrt(1024 / 40) ~ 5 for sums of 1024 terms.
     assert report["err"] < 2e-5, report

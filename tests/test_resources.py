@@ -105,7 +105,7 @@ def test_chunked_gradients_match_the_reference(head, chunk):
     cpu.zero_grad()
     out, loss = cpu.forward_backward_chunked(x, lambda o: ng.mse_loss(o, target, mask), chunk,
                                              lengths)
-    # float64 against the float64 reference: the tolerance of test_cpu_vs_reference.
+    # float64 against the float64 reference: the tolerance of test_cpu.py.
     assert_close("out", out, out_ref, 1e-12)
     assert abs(loss - loss_ref) <= 1e-12 * max(1.0, abs(loss_ref))
     for name, g in cpu.grads.items():
