@@ -22,6 +22,7 @@ imports them.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -61,12 +62,19 @@ def median_time(fn, repeat, min_time=0.2):
 
 
 def sgemm_peak(threads):
-    """GFLOP/s of a 2048² float32 GEMM through numpy's BLAS (threads as the peers)."""
+    """GFLOP/s of a 2048² float32 GEMM through numpy's BLAS, on `threads` threads as the peers
+    (threadpoolctl, scikit-learn's dependency, limits BLAS; without it BLAS uses its default)."""
     n = 2048
     a = np.random.default_rng(0).standard_normal((n, n), np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), np.float32)
-    a @ b
-    t = median_time(lambda: a @ b, 5)
+    try:
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(threads, user_api="blas")
+    except ImportError:
+        limit = contextlib.nullcontext()
+    with limit:
+        a @ b
+        t = median_time(lambda: a @ b, 5)
     return 2 * n ** 3 / t / 1e9
 
 
@@ -276,14 +284,17 @@ def interference(names, repeat, torch, ort, threads):
             gru(x)
 
         torch_call()
+        # Each engine alone before and after its runs with the other pool (the better of the
+        # two medians), then with the other pool's call before each of its calls; torch's own
+        # GRU after ONNX Runtime's is the yardstick: what any engine with a thread per core
+        # loses to ONNX Runtime's spinning workers.
         alone = median_time(numgru_call, repeat)
         t_ort = after(ort_call, numgru_call)
         t_torch = after(torch_call, numgru_call)
         alone = min(alone, median_time(numgru_call, repeat))
-        # The same for torch's own GRU, as a yardstick: what any engine with a thread per core
-        # loses to ONNX Runtime's spinning workers.
         torch_alone = median_time(torch_call, repeat)
         torch_after_ort = after(ort_call, torch_call)
+        torch_alone = min(torch_alone, median_time(torch_call, repeat))
         out[name] = {"alone_s": alone, "after_ort_s": t_ort, "after_torch_s": t_torch,
                      "torch_alone_s": torch_alone, "torch_after_ort_s": torch_after_ort}
         print(f"{name:10s} {alone * 1e3:9.3f} {t_ort * 1e3:9.3f} {t_ort / alone:6.2f} "
@@ -360,11 +371,19 @@ def main():
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     sizes = [s for s in args.sizes if s in GRID] if args.grid else args.sizes
+    # numgru's passes on as many threads as the peers (set before numgru's first call).
+    os.environ["NUMGRU_NUM_THREADS"] = str(args.threads)
+
+    def save(results):
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+
     if args.startup:
-        startup()
+        save({"cpu": cpu_model(), "startup": startup()})
         return
     if args.memory:
-        training_memory([s for s in sizes if s in GRID])
+        save({"cpu": cpu_model(), "memory": training_memory([s for s in sizes if s in GRID])})
         return
     import onnxruntime as ort
     import torch
@@ -376,8 +395,9 @@ def main():
     print(f"CPU: {cpu_model()} ({platform.machine()}), {args.threads} threads for every peer")
     print(f"numgru code path: {PATH.name}: {PATH.reason}")
     if args.interference:
-        interference([s for s in sizes if s in ("medium", "large", "long", "b32h512", "b128h256")]
-                     or sizes, args.repeat, torch, ort, args.threads)
+        save({"cpu": cpu_model(), "path": PATH.name, "interference": interference(
+            [s for s in sizes if s in ("medium", "large", "long", "b32h512", "b128h256")]
+            or sizes, args.repeat, torch, ort, args.threads)})
         return
     peak = sgemm_peak(args.threads)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, numba {numba.__version__}, "
@@ -407,9 +427,7 @@ def main():
               f"numgru {c['cpu_s'] * 1e6:.1f} us, ratio {c['cpu_s'] / c['torch_s']:.2f}")
     if not args.no_startup:
         results["startup"] = startup()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    save(results)
 
 
 if __name__ == "__main__":
