@@ -34,20 +34,11 @@ import time
 
 import numpy as np
 
-from numgru._grid import GRID  # noqa: E402  (name: (batch, steps, input, hidden, layers))
+from numgru._grid import GRID, gemm_flops  # noqa: E402  (GRID: name: (B, T, I, H, layers))
 
 # Serving and wide sizes: batch 1 to 128 at hidden 128 to 1024 (50 steps, 128 inputs).
 WIDE = {f"b{B}h{H}": (B, 50, 128, H, 1) for B in (1, 4, 8, 32, 128) for H in (128, 256, 512, 1024)}
 SIZES = {**GRID, **WIDE}
-
-
-def gemm_flops(B, T, I, H, layers, D=1):
-    """Forward GEMM FLOPs of the whole stack: 2·B·T·(I_k + H)·3H per layer and direction."""
-    total = 0
-    for k in range(layers):
-        in_k = I if k == 0 else D * H
-        total += D * 2 * B * T * (in_k + H) * 3 * H
-    return total
 
 
 def median_time(fn, repeat, min_time=0.2):

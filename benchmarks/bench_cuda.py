@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from numgru._grid import GRID
+from numgru._grid import GRID, gemm_flops
 
 SIZES = dict(GRID)  # name: (batch, steps, input, hidden, layers)
 for _h in (512, 1024, 2048):
@@ -36,11 +36,6 @@ for _h in (512, 1024, 2048):
         SIZES[f"db-h{_h}-b{_b}"] = (_b, 100, _h, _h, 1)
 # The harness's own check: the simulator runs every GPU thread as a Python thread, so tiny.
 DRY_RUN_SIZE = {"tiny": (2, 3, 4, 5, 2)}
-
-
-def gemm_flops(B, T, I, H, layers):
-    """Forward GEMM FLOPs of the stack: 2·B·T·(I_k + H)·3H per layer (DESIGN.md)."""
-    return sum(2 * B * T * ((I if k == 0 else H) + H) * 3 * H for k in range(layers))
 
 
 class Clock:

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 from numgru import _sync, cpu  # noqa: E402
-from numgru._grid import GRID  # noqa: E402
+from numgru._grid import GRID, gemm_flops  # noqa: E402
 from numgru._tile import (pack_gates, panel_product, tile_functions,  # noqa: E402
                           vector_length)
 
@@ -95,7 +95,7 @@ def main():
         gh = np.empty_like(gx)
         fns = tile_functions(np.float32, (3,))
         prod = median_ms(lambda: _step_products(fns, x.reshape(T * B, I), h0, wip, wp, gx, gh, T))
-        flops = 2 * T * B * (I + H) * 3 * H
+        flops = gemm_flops(B, T, I, H, 1)
         print(f"{name}: forward {fwd1:.2f} ms in one part = tile products {prod:.2f} "
               f"({flops / prod / 1e6:.0f} GFLOP/s) + gate math and the rest {fwd1 - prod:.2f} "
               f"({(fwd1 - prod) * 1e6 / (T * B * H):.1f} ns per unit and step); "

@@ -7,3 +7,14 @@ GRID = {  # name: (batch, steps, input, hidden, layers)
     "large": (64, 50, 256, 512, 1),
     "long": (16, 500, 32, 128, 2),
 }
+
+
+def gemm_flops(B, T, I, H, layers, directions=1):
+    """Forward GEMM FLOPs of a stack of GRU layers: 2·B·T·(I_k + H)·3H per layer and direction,
+    I_k the layer's input (I, then directions·H). Training (forward and backward) is 3 times
+    this."""
+    total = 0
+    for k in range(layers):
+        in_k = I if k == 0 else directions * H
+        total += directions * 2 * B * T * (in_k + H) * 3 * H
+    return total

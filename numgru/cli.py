@@ -282,14 +282,14 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    from ._fitting import softmax
     from .trainer import predict
     model, prep = _open_run(args.run, args.device)
     X, _, lengths, index = prep.transform(args.data, args.split, require_targets=False)
     out = predict(model, X, lengths=lengths)
     rows = []
     if prep.task == "classify":
-        z = out - out.max(axis=1, keepdims=True)
-        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        prob = softmax(out)
         header = ["index", "label", "probability"]
         for i, k in zip(index, prob.argmax(1)):
             rows.append([int(i), prep.classes[k], f"{prob[len(rows), k]:.6f}"])
@@ -358,7 +358,7 @@ def cmd_export(args):
 
 # -- bench and info --
 
-from ._grid import GRID as BENCH_SIZES  # noqa: E402
+from ._grid import GRID as BENCH_SIZES, gemm_flops  # noqa: E402
 
 
 def cmd_bench(args):
@@ -376,7 +376,7 @@ def cmd_bench(args):
         gru = GRU(I, H, num_layers=L, dtype=args.dtype, device=args.device, seed=0)
         x = rng.standard_normal((B, T, I)).astype(args.dtype)
         dy = np.ones((B, T, H), args.dtype)
-        flops = sum(2 * B * T * ((I if k == 0 else H) + H) * 3 * H for k in range(L))
+        flops = gemm_flops(B, T, I, H, L)
         gru(x)
         gru.forward(x, train=True)
         gru.backward(dy)  # compile and warm up
@@ -478,6 +478,7 @@ def _fraction(text):
 
 
 def _add_train_command(sub):
+    from ._fitting import DEFAULTS as D  # the estimators' defaults, chosen on small UEA sets
     t = sub.add_parser("train", help="train a GRUModel and write a run folder")
     t.add_argument("data", help="bundled data set (japanese_vowels, basic_motions, sunspots) or a "
                    ".ts/.npz/.csv file; X_TRAIN.ts alone is tested on X_TEST.ts beside it")
@@ -485,25 +486,29 @@ def _add_train_command(sub):
                    help="test sequences (.ts/.npz) for a training file")
     t.add_argument("--task", choices=TASKS, help="default: classify for labelled sequences, "
                    "regress for float targets, forecast for CSV series")
-    t.add_argument("--hidden", type=_positive(int), default=64, help="hidden units (64)")
-    t.add_argument("--layers", type=_positive(int), default=1, help="GRU layers (1)")
-    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+    t.add_argument("--hidden", type=_positive(int), default=D["hidden_size"],
+                   help=f"hidden units ({D['hidden_size']})")
+    t.add_argument("--layers", type=_positive(int), default=D["num_layers"],
+                   help=f"GRU layers ({D['num_layers']})")
+    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                   default=D["bidirectional"],
                    help="a bidirectional GRU (default; --no-bidirectional for one direction)")
     t.add_argument("--reset-before", action="store_true",
                    help="reset_after=False (the original GRU variant)")
-    t.add_argument("--dropout", type=_fraction, default=0.0, help="between GRU layers (0)")
+    t.add_argument("--dropout", type=_fraction, default=D["dropout"],
+                   help=f"between GRU layers ({D['dropout']:g})")
     t.add_argument("--epochs", type=_positive(int), default=None,
                    help="train this many epochs (cosine schedule); default: up to 200 with early "
                    "stopping on a 10%% validation split, the best epoch kept")
-    t.add_argument("--batch-size", type=_positive(int), default=16)
-    t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
-    t.add_argument("--lr", type=_positive(float), default=0.005)
-    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--batch-size", type=_positive(int), default=D["batch_size"])
+    t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=D["optimizer"])
+    t.add_argument("--lr", type=_positive(float), default=D["lr"])
+    t.add_argument("--weight-decay", type=float, default=D["weight_decay"])
     t.add_argument("--momentum", type=float, default=0.9, help="for sgd (0.9)")
     t.add_argument("--schedule", choices=("none", "cosine", "step"), default=None,
                    help="default: cosine with --epochs, else none")
-    t.add_argument("--clip-norm", type=_positive(float), default=1.0,
-                   help="clip the gradient's global norm (1.0)")
+    t.add_argument("--clip-norm", type=_positive(float), default=D["clip_norm"],
+                   help=f"clip the gradient's global norm ({D['clip_norm']:g})")
     t.add_argument("--val-split", type=_fraction, default=None,
                    help="fraction of the training data held out for validation (stratified for "
                    "classification; default 0.1 without --epochs, else 0)")

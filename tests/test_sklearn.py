@@ -111,3 +111,22 @@ def test_bad_hyper_parameters_are_named():
         GRUClassifier(validation_fraction=1.5).fit(X, y)
     with pytest.raises(ValueError, match="needs at least 2 classes in y, got 1 class"):
         GRUClassifier().fit(X, np.zeros(8))
+
+
+def test_one_set_of_defaults():
+    """The estimators' constructors (scikit-learn reads the hyper-parameters from their
+    signatures, so each writes them out), numgru._fitting.DEFAULTS (what fit uses) and the
+    command line's train options all hold the same defaults."""
+    import inspect
+
+    from numgru._fitting import DEFAULTS
+    from numgru.cli import build_parser
+    for cls in (GRUClassifier, GRURegressor):
+        signature = inspect.signature(cls.__init__).parameters.values()
+        assert {p.name: p.default for p in signature if p.name != "self"} == DEFAULTS
+    args = build_parser().parse_args(["train", "data.ts"])
+    cli = {"hidden_size": args.hidden, "num_layers": args.layers,
+           "bidirectional": args.bidirectional, "reset_after": not args.reset_before,
+           "dropout": args.dropout, "batch_size": args.batch_size, "optimizer": args.optimizer,
+           "lr": args.lr, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm}
+    assert cli == {k: DEFAULTS[k] for k in cli}
