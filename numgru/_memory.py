@@ -102,6 +102,15 @@ def available_bytes():
     return min(known) if known else None
 
 
+def beyond(need):
+    """None when `need` bytes fit in the memory available (or the system does not say), else
+    "more than the <available> of memory available", for the caller's refusal."""
+    free = available_bytes()
+    if free is None or need <= free:
+        return None
+    return f"more than the {describe(free)} of memory available"
+
+
 def describe(n):
     """n bytes for a message: '1.5 GiB (1610612736 bytes)'."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):

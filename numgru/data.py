@@ -221,13 +221,12 @@ def load_ts(path, dtype="float32"):
 def _check_padded_size(path, N, T, F, dtype):
     """Refuse, before allocating, padded data (N, T, F) that would not fit in memory: one long
     case among many short ones pads every case to its length."""
-    from ._memory import available_bytes, describe
+    from ._memory import beyond, describe
     need = N * T * F * np.dtype(dtype).itemsize
-    free = available_bytes()
-    if free is not None and need > free:
+    over = beyond(need)
+    if over is not None:
         raise DataFormatError(f"{path}: padding its {N} cases to the longest one ({T} steps, "
-                              f"{F} dimensions) would take {describe(need)}, more than the "
-                              f"{describe(free)} of memory available")
+                              f"{F} dimensions) would take {describe(need)}, {over}")
 
 
 def _is_float(text):
@@ -252,7 +251,7 @@ def read_npz(path, error, what):
     """
     import zipfile
 
-    from ._memory import available_bytes, describe
+    from ._memory import beyond, describe
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
@@ -275,10 +274,9 @@ def read_npz(path, error, what):
         if gap is not None:
             raise error(f"{path}: not {what} (damaged: {gap})")
         declared = sum(info.file_size for info in infos)
-        free = available_bytes()
-        if free is not None and declared > free:
-            raise error(f"{path}: its entries would take {describe(declared)}, more than the "
-                        f"{describe(free)} of memory available")
+        over = beyond(declared)
+        if over is not None:
+            raise error(f"{path}: its entries would take {describe(declared)}, {over}")
         for info in infos:
             name = info.filename
             if not name.endswith(".npy") or info.is_dir():

@@ -90,13 +90,13 @@ def _check_training_memory(layer, shape, batch_first, what="forward(train=True)"
     need = layer.training_bytes(T, B)
     if need < _ALWAYS_FITS:  # no system call on the path of ordinary training steps
         return
-    from ._memory import available_bytes, describe
-    free = available_bytes()
-    if free is None or need <= free:
+    from ._memory import beyond, describe
+    over = beyond(need)
+    if over is None:
         return
     raise CacheTooLargeError(
         f"{what}: the training cache of {T} steps × {B} sequences would take {describe(need)}, "
-        f"more than the {describe(free)} of memory available. It grows with steps × batch × "
+        f"{over}. It grows with steps × batch × "
         f"hidden units × layers × directions; to fit, train in shorter chunks of time "
         f"(Trainer(chunk_steps=...) or GRUModel.forward_backward_chunked: exact gradients, the "
         f"memory of one chunk), use float32 instead of float64 (half the bytes), or a smaller "

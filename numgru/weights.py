@@ -106,11 +106,11 @@ def load_weights(path):
         raise ValueError(f"{path}: the file is empty")
     if ext == ".safetensors":
         st = _safetensors_numpy()
-        from ._memory import available_bytes, describe
-        free = available_bytes()
-        if free is not None and 2 * os.path.getsize(path) > free:  # the bytes and the arrays
-            raise ValueError(f"{path}: reading it takes {describe(2 * os.path.getsize(path))}, "
-                             f"more than the {describe(free)} of memory available")
+        from ._memory import beyond, describe
+        need = 2 * os.path.getsize(path)  # the file's bytes and the arrays
+        over = beyond(need)
+        if over is not None:
+            raise ValueError(f"{path}: reading it takes {describe(need)}, {over}")
         with open(path, "rb") as f:
             data = f.read()
         try:

@@ -674,3 +674,14 @@ def test_cli_exits_2_with_one_line_on_hostile_files(run_folder, seeds, tmp_path,
         proc = subprocess.run([sys.executable, "-m", "numgru", *argv], capture_output=True,
                               text=True, timeout=300)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_safetensors_beyond_memory(tmp_path, seeds, monkeypatch):
+    """A .safetensors file is read whole and then converted: twice its size must fit, else the
+    refusal names the file and the sizes, before anything is read."""
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(seeds["safetensors"][1])
+    monkeypatch.setattr(_memory, "available_bytes", lambda: path.stat().st_size)
+    _refused(ng.load_weights, path, ValueError, "reading it takes")
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 2 * path.stat().st_size)
+    assert ng.load_weights(path)
