@@ -29,7 +29,7 @@ from numba import cuda
 from ..contract import GRUCache
 from . import arrays, config as cfg, gemm, persistent, pointwise, step as step_path
 from .arrays import DeviceArrays
-from .kernel import SIMULATOR, Kernel, float_type, placeholder, to_device
+from .kernel import SIMULATOR, Kernel, float_type, launch_1d, placeholder, to_device
 
 __all__ = ["forward", "backward", "step", "DeviceArrays", "SIMULATOR", "last_path"]
 
@@ -45,9 +45,9 @@ class Kernels(NamedTuple):
 
 def kernels(dtype):
     """The kernels for arrays of dtype, built on first use per dtype and set of tunables."""
-    key = (np.dtype(dtype).name, cfg.snapshot())
-    return Kernels(gemm.build(*key), step_path.build(*key), pointwise.build(*key),
-                   persistent.build(*key))
+    name = np.dtype(dtype).name
+    return Kernels(*(family.build(name, cfg.snapshot(family.COMPILED))
+                     for family in (gemm, step_path, pointwise, persistent)))
 
 
 def all_kernels(dtype):
@@ -147,7 +147,7 @@ def backward(cache, dy, dh_n):
     else:
         gemm.gemm(k.gemm, dgh2[:, :2 * H], h2, dw_hh[:2 * H], trans_a=True)
         hid = cuda.device_array((T, B, H), dtype)  # r ⊙ h: what W_hn multiplies
-        pointwise.launch(k.pointwise.reset_times_h, T * B * H, cache.gates, cache.h_prev, hid)
+        launch_1d(k.pointwise.reset_times_h, T * B * H, cache.gates, cache.h_prev, hid)
         gemm.gemm(k.gemm, dgh2[:, 2 * H:], hid.reshape(T * B, H), dw_hh[2 * H:], trans_a=True)
     db_ih = cuda.device_array(3 * H, dtype)
     db_hh = cuda.device_array(3 * H, dtype)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import cuda, types
 
-from .kernel import INDEX, any_types, array, pointwise_grid, to_device
+from .kernel import INDEX, any_types, array, launch_1d, to_device
 
 
 @any_types(lambda f: (array(f, 1), f))
@@ -87,12 +87,6 @@ def _swap01_kernel(src, dst):
         dst[b, a, f] = src[a, b, f]
 
 
-def _launch_1d(kernel, n, *args):
-    if n:
-        grid, threads = pointwise_grid(n)
-        kernel[grid, threads](*args)
-
-
 def _flat(a):
     return a.reshape(a.size)
 
@@ -113,10 +107,10 @@ class DeviceArrays:
                              f"with strides {a.strides}")
         if a.dtype != dtype:
             out = cuda.device_array(a.shape, dtype)
-            _launch_1d(_cast_kernel, a.size, _flat(a), _flat(out))
+            launch_1d(_cast_kernel, a.size, _flat(a), _flat(out))
             a = out
         count = cuda.to_device(np.zeros(1, np.int64))
-        _launch_1d(_count_nonfinite_kernel, a.size, _flat(a), count)
+        launch_1d(_count_nonfinite_kernel, a.size, _flat(a), count)
         bad = int(count.copy_to_host()[0])
         if bad:
             raise ValueError(f"{name}: contains NaN or Inf ({bad} of {a.size} entries)")
@@ -140,14 +134,14 @@ class DeviceArrays:
         dst.copy_to_device(src if hasattr(src, "copy_to_host") else np.ascontiguousarray(src))
 
     def fill_zero(self, a):
-        _launch_1d(_fill_kernel, a.size, _flat(a), 0)
+        launch_1d(_fill_kernel, a.size, _flat(a), 0)
 
     def add_into(self, dst, src):
-        _launch_1d(_add_into_kernel, dst.size, _flat(dst), _flat(to_device(src)))
+        launch_1d(_add_into_kernel, dst.size, _flat(dst), _flat(to_device(src)))
 
     def mul(self, a, b):
         out = cuda.device_array(a.shape, a.dtype)
-        _launch_1d(_mul_kernel, a.size, _flat(a), _flat(to_device(b)), _flat(out))
+        launch_1d(_mul_kernel, a.size, _flat(a), _flat(to_device(b)), _flat(out))
         return out
 
     def concat_last(self, arrays):
@@ -159,7 +153,7 @@ class DeviceArrays:
         out2, start = out.reshape(rows, width), 0
         for a in arrays:
             F = tuple(a.shape)[-1]
-            _launch_1d(_copy_cols_kernel, rows * F, a.reshape(rows, F), out2, start)
+            launch_1d(_copy_cols_kernel, rows * F, a.reshape(rows, F), out2, start)
             start += F
         return out
 
@@ -170,12 +164,12 @@ class DeviceArrays:
         lead = shape[:-1]
         rows = int(np.prod(lead))
         out = cuda.device_array(lead + (stop - start,), a.dtype)
-        _launch_1d(_take_cols_kernel, rows * (stop - start), a.reshape(rows, shape[-1]),
+        launch_1d(_take_cols_kernel, rows * (stop - start), a.reshape(rows, shape[-1]),
                    out.reshape(rows, stop - start), start)
         return out
 
     def swap01(self, a):
         shape = tuple(a.shape)
         out = cuda.device_array((shape[1], shape[0]) + shape[2:], a.dtype)
-        _launch_1d(_swap01_kernel, a.size, a, out)
+        launch_1d(_swap01_kernel, a.size, a, out)
         return out

@@ -1,9 +1,10 @@
 """Tunables of the CUDA backend (the numgru.cuda package): block shapes, path choice, fastmath.
 
-Each kernel module (gemm.py, step.py, pointwise.py, persistent.py) builds its kernels from these
-values when first used (per dtype and per set of values), so a test can patch them small (e.g. 2x2-
-thread GEMM tiles under the simulator) to exercise partial edge tiles. Nothing here is read by the
-CPU backends. All values are plain Python ints and bools.
+Each kernel module (gemm.py, step.py, pointwise.py, persistent.py) builds its kernels from the
+values it names in its COMPILED (and FASTMATH) when first used, per dtype and per set of those
+values, so a test can patch them small (e.g. 2x2-thread GEMM tiles under the simulator) to
+exercise partial edge tiles; the other values are read at each launch. Nothing here is read by
+the CPU backends. All values are plain Python ints and bools.
 """
 
 # Tiled GEMM (input projection, weight gradients, dx, per-step dh): a block of
@@ -48,6 +49,9 @@ COLSUM_THREADS = 128
 FASTMATH = False
 
 
-def snapshot():
-    """The current values, as a hashable key for the kernel cache."""
-    return tuple(sorted((k, v) for k, v in globals().items() if k.isupper()))
+def snapshot(names):
+    """The current values of `names` (the tunables a kernel family is compiled with) and FASTMATH,
+    as a hashable key for that family's kernel cache: a change to a value read only at launch
+    (PERSIST_ENABLE, PERSIST_MAX_BATCH, ...) builds nothing again."""
+    g = globals()
+    return tuple(sorted((k, g[k]) for k in set(names) | {"FASTMATH"}))

@@ -28,6 +28,10 @@ class Gemm(NamedTuple):
 FORMS = {(False, True): "nt", (False, False): "nn", (True, False): "tn"}
 
 
+# The tunables (config.py) the kernels below are compiled with; the others are read at launch.
+COMPILED = ('GEMM_THREADS_X', 'GEMM_THREADS_Y', 'GEMM_REG_M', 'GEMM_REG_N', 'GEMM_TILE_K')
+
+
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The GEMM kernels for arrays of dtype_name under the tunables config_key (config.snapshot)."""

@@ -146,6 +146,13 @@ def pointwise_grid(n):
     return max(1, cdiv(n, threads)), threads
 
 
+def launch_1d(kernel, n, *args):
+    """kernel(*args) with one thread per element of n (pointwise_grid); nothing for n = 0."""
+    if n:
+        grid, threads = pointwise_grid(n)
+        kernel[grid, threads](*args)
+
+
 def any_types(sample):
     """Decorator for the array-operation kernels, which take arrays of any numeric dtype: a plain
     numba.cuda kernel, compiled per argument types on first use, with `sample_argtypes(f)`, the

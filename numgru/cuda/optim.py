@@ -9,8 +9,7 @@ _sgd_math), compiled here as device functions: the host loops and these kernels 
 from numba import cuda
 
 from ..optim import _adam_math, _sgd_math
-
-THREADS = 256  # per block; the updates are pointwise, any size works
+from .kernel import launch_1d
 
 _adam_device = cuda.jit(device=True)(_adam_math)
 _sgd_device = cuda.jit(device=True)(_sgd_math)
@@ -49,4 +48,4 @@ _KERNELS = {"adam": _adam_kernel, "sgd": _sgd_kernel, "scale": _scale_kernel}
 
 def launch(name, n, *args):
     """Launch kernel `name` with one thread per element of an n-element span."""
-    _KERNELS[name][(n + THREADS - 1) // THREADS, THREADS](*args)
+    launch_1d(_KERNELS[name], n, *args)

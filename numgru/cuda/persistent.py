@@ -38,6 +38,10 @@ class _Shape(NamedTuple):
     slots: int  # threads // ksplit: outputs (row, unit) a block reduces at once
 
 
+# The tunables (config.py) the kernels below are compiled with; the others are read at launch.
+COMPILED = ('PERSIST_THREADS', 'PERSIST_KSPLIT')
+
+
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The persistent kernels for arrays of dtype_name under the tunables config_key."""

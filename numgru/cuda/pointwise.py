@@ -11,7 +11,7 @@ from numba import cuda
 
 from . import config as cfg
 from .gates import build as gate_functions
-from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, build_inputs, cdiv, pointwise_grid
+from .kernel import FLAG, INDEX, LENGTHS, Kernel, array, build_inputs, cdiv
 
 
 class Pointwise(NamedTuple):
@@ -21,6 +21,10 @@ class Pointwise(NamedTuple):
     reset: Kernel  # gates.backward_reset at every (b, k) of one step (reset_after=False)
     colsum: Kernel  # column sums of a (M, N) matrix
     reset_times_h: Kernel  # r ⊙ h_prev over all steps (reset_after=False)
+
+
+# The tunables (config.py) the kernels below are compiled with; the others are read at launch.
+COMPILED = ()
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,9 +90,3 @@ def colsum(p, a, out):
     """out (N,) = the column sums of a (M, N), with the kernels p (a Pointwise)."""
     threads = cfg.COLSUM_THREADS
     p.colsum[max(1, cdiv(a.shape[1], threads)), threads](a, out)
-
-
-def launch(kernel, n, *args):
-    """kernel with one thread per element of n (pointwise_grid)."""
-    grid, threads = pointwise_grid(n)
-    kernel[grid, threads](*args)

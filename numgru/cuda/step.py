@@ -30,6 +30,10 @@ class StepKernels(NamedTuple):
     tile_batches: tuple  # the batch sides a block may take: 1, 2, 4, ... STEP_TILE_BATCH
 
 
+# The tunables (config.py) the kernels below are compiled with; the others are read at launch.
+COMPILED = ('STEP_TILE_UNITS', 'STEP_TILE_BATCH')
+
+
 @functools.lru_cache(maxsize=None)
 def build(dtype_name, config_key):
     """The per-step kernels for arrays of dtype_name under the tunables config_key."""

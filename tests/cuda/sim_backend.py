@@ -144,3 +144,18 @@ def test_sigmoid_device_function_saturates_without_overflow():
     want = np.where(a >= 0, 1 / (1 + np.exp(-np.clip(a, 0, None))),
                     np.exp(np.clip(a, None, 0)) / (1 + np.exp(np.clip(a, None, 0))))
     _check("sigmoid", out, want, np.float64)
+
+
+def test_launch_time_tunables_build_no_kernels_again(monkeypatch):
+    """Only the tunables a family is compiled with key its kernels: switching the persistent
+    path off or moving its batch limit (read at launch) reuses every compiled kernel, while a
+    GEMM tile change builds new GEMM kernels and nothing else."""
+    before = gcuda.kernels(np.float64)
+    monkeypatch.setattr(cfg, "PERSIST_ENABLE", not cfg.PERSIST_ENABLE)
+    monkeypatch.setattr(cfg, "PERSIST_MAX_BATCH", cfg.PERSIST_MAX_BATCH + 1)
+    monkeypatch.setattr(cfg, "COLSUM_THREADS", cfg.COLSUM_THREADS * 2)
+    assert all(a is b for a, b in zip(gcuda.kernels(np.float64), before))
+    monkeypatch.setattr(cfg, "GEMM_TILE_K", cfg.GEMM_TILE_K * 2)
+    after = gcuda.kernels(np.float64)
+    assert after.gemm is not before.gemm
+    assert all(a is b for a, b in zip(after[1:], before[1:]))

@@ -1,7 +1,7 @@
 """Rung 5 of the verification ladder, training: GRUModel, the optimizers (their kernels in
-numgru/cuda/optim.py) and Trainer with device="cuda", against the same on device="cpu", under
-Numba's CUDA simulator (tiny sizes: the simulator runs every GPU thread as a Python thread). Run by
-tests/cuda/test_cuda_sim.py (see sim_setup.py).
+numgru/cuda/optim.py) and Trainer with device="cuda", against the same on device="numpy" (the
+reference layers), under Numba's CUDA simulator (tiny sizes: the simulator runs every GPU
+thread as a Python thread). Run by tests/cuda/test_cuda_sim.py (see sim_setup.py).
 """
 
 import numpy as np
@@ -21,7 +21,7 @@ def _trainer(device, seed=0):
 def test_model_trains_on_the_device_as_on_the_host(tmp_path):
     rng = np.random.default_rng(0)
     X, y, lengths = rng.standard_normal((4, 3, 2)), rng.integers(0, 2, 4), np.array([3, 1, 2, 3])
-    host = _trainer("cpu")
+    host = _trainer("numpy")
     host_losses = [host.train_step(X, y, lengths=lengths) for _ in range(3)]
     dev = _trainer("cuda")
     assert type(dev.model.flat_params).__name__ != "ndarray"  # the parameters live on the device
