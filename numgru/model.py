@@ -291,8 +291,8 @@ class GRUModel:
         it) and its gradient. Adds the gradients into grads (zero them first); returns
         (out, loss).
 
-        A first pass runs the chunks in order, in training mode, and keeps the state entering
-        each chunk (num_layers·B·H values per chunk), the random state its dropout masks start
+        A first pass runs the chunks in order (in training mode only where dropout draws masks;
+        no training cache is kept) and keeps the state entering each chunk (num_layers·B·H values per chunk), the random state its dropout masks start
         from, and what the head reads (the last valid step, or the head's output at every
         step); the loss follows from the whole output. A second pass, from the last chunk to
         the first, runs each chunk's forward again from its state (drawing the same masks) and
@@ -318,28 +318,31 @@ class GRUModel:
         y_last = np.zeros((B, H), self.dtype)
         out = None if self.head == "last" else np.zeros((B, T, self.output_size), self.dtype)
 
-        def chunk(c, h0):
-            """Chunk c's rows, and its forward (training mode) from h0 (L, B, H)."""
+        def chunk(c, h0, train=True):
+            """Chunk c's rows, and its forward from h0 (L, B, H)."""
             s, e = starts[c], min(starts[c] + C, T)
             rows = np.nonzero(lengths > s)[0]
             y, h_rows = gru.forward(x[rows, s:e], h0=h0[:, rows],
-                                    lengths=np.minimum(lengths[rows] - s, e - s), train=True)
+                                    lengths=np.minimum(lengths[rows] - s, e - s), train=train)
             return s, e, rows, y, h_rows
 
+        # The first pass keeps no training cache: an inference forward gives the training
+        # forward's bits, and only dropout between layers (drawing masks) needs training mode.
+        draws = gru.dropout > 0 and L > 1
         for c in range(len(starts)):
             entry.append(h.copy())
             masks_from.append(gru._rng.bit_generator.state)
-            s, e, rows, y, h_rows = chunk(c, h)
+            s, e, rows, y, h_rows = chunk(c, h, train=draws)
+            gru._cache.value = None
             h[:, rows] = h_rows
             if self.head == "last":
                 here = (last[rows] >= s) & (last[rows] < e)
                 y_last[rows[here]] = y[here, last[rows[here]] - s]
             else:
                 out[rows, s:e] = self.fc(y)
-        gru._cache.value = None
         after = gru._rng.bit_generator.state
         if self.head == "last":
-            out = self.fc(y_last)
+            out = self.fc.forward(y_last, train=True)  # the head runs once, on every last step
         else:
             out[~(np.arange(T)[None, :] < lengths[:, None])] = 0
         loss, dout = loss_fn(out)
@@ -347,15 +350,15 @@ class GRUModel:
         if dout.shape != out.shape:
             raise ValueError(f"dout: expected shape {out.shape}, got {dout.shape}")
         dh = np.zeros((L, B, H), self.dtype)
+        if self.head == "last":
+            dy_last = self.fc.backward(dout)  # (B, H): fed to each row's last step below
         for c in reversed(range(len(starts))):
             gru._rng.bit_generator.state = masks_from[c]
             s, e, rows, y, _ = chunk(c, entry[c])
             if self.head == "last":
                 dy = np.zeros_like(y)
                 here = np.nonzero((last[rows] >= s) & (last[rows] < e))[0]
-                if here.size:
-                    self.fc.forward(y[here, last[rows[here]] - s], train=True)
-                    dy[here, last[rows[here]] - s] = self.fc.backward(dout[rows[here]])
+                dy[here, last[rows[here]] - s] = dy_last[rows[here]]
             else:
                 self.fc.forward(y, train=True)
                 valid = np.arange(s, e)[None, :] < lengths[rows][:, None]
