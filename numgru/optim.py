@@ -218,9 +218,9 @@ class Optimizer:
 
     _buffers = ()  # names of the per-span state buffers
 
-    def __init__(self, params, lr):
+    def __init__(self, params, **hyperparameters):
         self.spans = _SpanList(_spans(params))
-        self.lr = _check_number("lr", lr)
+        self.__dict__.update(self._checked(hyperparameters))
         self.step_count = 0
         self.state = {name: [self.spans.zeros_like(p) for _, p, _ in self.spans]
                       for name in self._buffers}
@@ -246,6 +246,12 @@ class Optimizer:
 
     def hyperparameters(self):
         return {"lr": self.lr}
+
+    def _checked(self, hp, where=""):
+        """The hyperparameters hp (every name of hyperparameters()) checked, as the attributes
+        to set: the one set of rules for the constructor and for a loaded state (`where` prefixes
+        the messages; a loaded flag must be a boolean)."""
+        return {"lr": _check_number(f"{where}lr", hp["lr"])}
 
     def state_dict(self):
         """{"type", "hyperparameters", "step_count", "buffers": {name: [array per span]}} (copies)."""
@@ -278,7 +284,15 @@ class Optimizer:
                 if a.dtype.kind not in "biuf" or not np.isfinite(a).all():
                     raise ValueError(f"state: buffer {name!r}[{k}]: expected finite real numbers "
                                      f"(dtype {a.dtype})")
-        hyper = self._checked_hyperparameters(state.get("hyperparameters", {}))
+        saved = state.get("hyperparameters", {})
+        if not isinstance(saved, dict):
+            raise TypeError(f"state: hyperparameters: expected a dict, got {type(saved).__name__}")
+        current = self.hyperparameters()
+        unknown = sorted(set(saved) - set(current))
+        if unknown:  # a state may set nothing but this optimizer's own hyperparameters
+            raise ValueError(f"state: hyperparameters {unknown} are not {type(self).__name__}'s "
+                             f"(expected some of {sorted(current)})")
+        hyper = self._checked({**current, **saved}, where="state: ")
         step_count = non_negative_int("state: step_count", state.get("step_count"))
         for name, arrays in buffers.items():
             for dst, src in zip(self.state[name], arrays):
@@ -291,32 +305,6 @@ class Optimizer:
             setattr(self, key, value)
         self.step_count = step_count
 
-    def _checked_hyperparameters(self, saved):
-        """Saved hyperparameters checked as the constructor checks them: only this optimizer's
-        own names (a state may set nothing else on it), numbers finite and in range."""
-        current = self.hyperparameters()
-        if not isinstance(saved, dict):
-            raise TypeError(f"state: hyperparameters: expected a dict, got {type(saved).__name__}")
-        unknown = sorted(set(saved) - set(current))
-        if unknown:
-            raise ValueError(f"state: hyperparameters {unknown} are not {type(self).__name__}'s "
-                             f"(expected some of {sorted(current)})")
-        out = {}
-        for key, value in saved.items():
-            old = current[key]
-            if isinstance(old, bool):
-                if not isinstance(value, bool):
-                    raise TypeError(f"state: {key}: expected true or false, got {value!r}")
-                out[key] = value
-            elif isinstance(old, (list, tuple)):
-                if not isinstance(value, (list, tuple)) or len(value) != len(old):
-                    raise ValueError(f"state: {key}: expected {len(old)} numbers, got {value!r}")
-                out[key] = tuple(_check_number(f"state: {key}[{i}]", v, 0.0, 1.0, high_open=True)
-                                 for i, v in enumerate(value))
-            else:
-                out[key] = _check_number(f"state: {key}", value)
-        return out
-
 
 class Adam(Optimizer):
     """torch.optim.Adam: weight_decay is an L2 term added to the gradient."""
@@ -325,13 +313,17 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _checked(self, hp, where=""):
+        betas = hp["betas"]
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check_number("betas[0]", betas[0], 0.0, 1.0, high_open=True),
-                      _check_number("betas[1]", betas[1], 0.0, 1.0, high_open=True))
-        self.eps = _check_number("eps", eps)
-        self.weight_decay = _check_number("weight_decay", weight_decay)
+            raise ValueError(f"{where}betas: expected a pair (beta1, beta2), got {betas!r}")
+        return {"lr": _check_number(f"{where}lr", hp["lr"]),
+                "betas": tuple(_check_number(f"{where}betas[{i}]", b, 0.0, 1.0, high_open=True)
+                               for i, b in enumerate(betas)),
+                "eps": _check_number(f"{where}eps", hp["eps"]),
+                "weight_decay": _check_number(f"{where}weight_decay", hp["weight_decay"])}
 
     def hyperparameters(self):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
@@ -369,14 +361,20 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-2, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        super().__init__(params, lr)
-        self.momentum = _check_number("momentum", momentum)
-        self.dampening = _check_number("dampening", dampening)
-        self.weight_decay = _check_number("weight_decay", weight_decay)
-        self.nesterov = bool(nesterov)
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("nesterov: needs momentum > 0 and dampening = 0, got momentum="
-                             f"{self.momentum}, dampening={self.dampening}")
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov)
+
+    def _checked(self, hp, where=""):
+        out = {name: _check_number(f"{where}{name}", hp[name])
+               for name in ("lr", "momentum", "dampening", "weight_decay")}
+        nesterov = hp["nesterov"]
+        if where and not isinstance(nesterov, bool):
+            raise TypeError(f"{where}nesterov: expected true or false, got {nesterov!r}")
+        out["nesterov"] = bool(nesterov)
+        if out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
+            raise ValueError(f"{where}nesterov: needs momentum > 0 and dampening = 0, got "
+                             f"momentum={out['momentum']}, dampening={out['dampening']}")
+        return out
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,

@@ -525,7 +525,7 @@ def test_checkpoints_that_lie(seeds, tmp_path):
         "a NaN learning rate": (("optimizer", "hyperparameters", "lr"), float("nan"),
                                 "lr: expected a finite number"),
         "betas of three": (("optimizer", "hyperparameters", "betas"), [0.9, 0.9, 0.9],
-                           "betas: expected 2 numbers"),
+                           "betas: expected a pair"),
         "a generator's state": (("training", "shuffle_rng"), {"bit_generator": "MT19937"},
                                 "cannot resume from it"),
         "a negative epoch": (("training", "epoch"), -1, "training.epoch: expected a "

@@ -162,3 +162,21 @@ def test_bad_hyperparameters_are_named():
         ng.CosineLR(ng.Adam(model), 0)
     with pytest.raises(ValueError, match="saved by SGD"):
         ng.Adam(model).load_state_dict(ng.SGD(model).state_dict())
+
+
+def test_a_loaded_state_meets_the_constructors_rules():
+    """A state's hyperparameters are checked by the constructor's own rules, the rules that join
+    several of them included (Nesterov momentum needs momentum > 0)."""
+    model = ng.GRUModel(2, 3, 1, seed=0)
+    sgd = ng.SGD(model, lr=0.1, momentum=0.9, nesterov=True)
+    state = sgd.state_dict()
+    state["hyperparameters"]["momentum"] = 0.0
+    with pytest.raises(ValueError, match="state: nesterov: needs momentum > 0"):
+        ng.SGD(model, lr=0.1, momentum=0.9, nesterov=True).load_state_dict(state)
+    state["hyperparameters"].update(momentum=0.5, nesterov=1)
+    with pytest.raises(TypeError, match="state: nesterov: expected true or false"):
+        ng.SGD(model, lr=0.1).load_state_dict(state)
+    state["hyperparameters"]["nesterov"] = True
+    loaded = ng.SGD(model, lr=0.1)
+    loaded.load_state_dict(state)
+    assert (loaded.momentum, loaded.nesterov) == (0.5, True)
