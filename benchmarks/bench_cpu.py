@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from numgru._grid import GRID, gemm_flops  # noqa: E402  (GRID: name: (B, T, I, H, layers))
+from numgru.cli.grid import GRID, gemm_flops  # noqa: E402  (GRID: name: (B, T, I, H, layers))
 
 # Serving and wide sizes: batch 1 to 128 at hidden 128 to 1024 (50 steps, 128 inputs).
 WIDE = {f"b{B}h{H}": (B, 50, 128, H, 1) for B in (1, 4, 8, 32, 128) for H in (128, 256, 512, 1024)}
@@ -382,7 +382,7 @@ def main():
     torch.set_num_threads(args.threads)
     import numba
 
-    from numgru._target import PATH
+    from numgru.cpu.target import PATH
     print(f"CPU: {cpu_model()} ({platform.machine()}), {args.threads} threads for every peer")
     print(f"numgru code path: {PATH.name}: {PATH.reason}")
     if args.interference:

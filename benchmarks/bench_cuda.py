@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from numgru._grid import GRID, gemm_flops
+from numgru.cli.grid import GRID, gemm_flops
 
 SIZES = dict(GRID)  # name: (batch, steps, input, hidden, layers)
 for _h in (512, 1024, 2048):

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from numgru._grid import GRID  # noqa: E402  (name: (batch, steps, input, hidden, layers))
+from numgru.cli.grid import GRID  # noqa: E402  (name: (batch, steps, input, hidden, layers))
 
 OUTPUTS = 4
 RANKS = (1, 2, 4, 8, 16, 32, 64)

@@ -20,9 +20,11 @@ os.environ["NUMGRU_PLAN"] = "off"
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from numgru import _sync, cpu  # noqa: E402
-from numgru._grid import GRID, gemm_flops  # noqa: E402
-from numgru._tile import (pack_gates, panel_product, tile_functions,  # noqa: E402
+from numgru.cpu import sync as _sync
+
+from numgru.cpu import kernels as cpu  # noqa: E402
+from numgru.cli.grid import GRID, gemm_flops  # noqa: E402
+from numgru.cpu.tile import (pack_gates, panel_product, tile_functions,  # noqa: E402
                           vector_length)
 
 # (batch, steps, input, hidden) of the grid's larger sizes: the passes of one layer are profiled.

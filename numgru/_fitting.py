@@ -12,7 +12,7 @@ from ._checks import fraction, is_number, positive_int, positive_number
 from .data import Standardizer
 from .model import GRUModel
 from .optim import Adam, AdamW, CosineLR
-from .trainer import Trainer
+from .training.trainer import Trainer
 
 # The defaults, chosen on small UEA sets (README: Japanese Vowels, BasicMotions). With enough data
 # for a validation split of at least `min_validation_size` sequences (10% of 200 and more): up to

@@ -150,6 +150,16 @@ def get(device):
     return module
 
 
+def kernels_cached(device):
+    """Whether the engine of this (resolved) device name has its training kernels compiled in
+    this process or in its kernel cache: False means the next training step compiles them (the
+    progress bar says so). Engines that compile nothing ahead, or cannot tell, answer True."""
+    if device != "cpu":
+        return True
+    from . import cpu
+    return cpu.kernels_cached()
+
+
 def array_ops(device):
     """The few array operations layers.py needs, for arrays of this device (resolved as `resolve`)."""
     if resolve(device) == "cuda":

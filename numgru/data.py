@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import positive_int
-
-
-class DataFormatError(ValueError):
-    """A data file that cannot be read as what it claims to be; the message names file and line."""
+from .errors import DataFormatError
 
 
 MAX_CLASSES = 100_000  # class labels a file may hold (a label of 10**12 would be 10**12 classes)

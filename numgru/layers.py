@@ -15,6 +15,7 @@ import numpy as np
 
 from . import backend
 from ._checks import fraction, positive_int
+from .errors import CacheTooLargeError
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -64,11 +65,6 @@ def _check_return_device(ops, return_device):
     if return_device and not ops.on_device:
         raise ValueError("return_device: device arrays exist only for device='cuda'; this layer "
                          "runs on the host")
-
-
-class CacheTooLargeError(MemoryError):
-    """A training forward whose cache would not fit in the memory available: refused before
-    anything is allocated, with the bytes it needs and what would make it fit."""
 
 
 # Values per step, row and hidden unit that a training forward keeps or allocates per layer and

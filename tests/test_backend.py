@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import numgru as ng
-from numgru import backend, contract, cpu, reference
+from numgru import backend, contract, reference
+import numgru.cpu as cpu
 from helpers import random_layer_args, require_numba_cuda
 
 

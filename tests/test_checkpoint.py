@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 import numgru as ng
-from numgru.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from numgru.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 BIG = dict(input_size=4, hidden_size=384, output_size=3)  # ~1.8 MB of float32: several chunks
 
 STALLING_WRITER = r"""
 import sys, time
 import numgru as ng
-from numgru import checkpoint as ck
+from numgru.io import atomic, checkpoint as ck
 path = sys.argv[1]
 model = ng.GRUModel(**{big}, seed=1)
 ck.save_checkpoint(path, model)                       # the good checkpoint (weights of seed 1)
@@ -33,7 +33,7 @@ def stall_after_first_chunk(f, chunk):
         f.flush()
         print("writing", flush=True)
         time.sleep(60)                               # killed here, mid-write
-ck._write_chunk = stall_after_first_chunk
+atomic._write_chunk = stall_after_first_chunk
 ck.save_checkpoint(path, model)
 print("finished", flush=True)
 """
@@ -41,7 +41,7 @@ print("finished", flush=True)
 LOOPING_WRITER = r"""
 import sys
 import numgru as ng
-from numgru import checkpoint as ck
+from numgru.io import checkpoint as ck
 path = sys.argv[1]
 model = ng.GRUModel(**{big}, seed=1)
 for i in range(100000):

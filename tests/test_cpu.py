@@ -15,7 +15,9 @@ magnitude, max|got - want| <= tol * max(1, max|want|), with tol:
 import numpy as np
 import pytest
 
-from numgru import cpu, reference
+from numgru import reference
+
+from numgru.cpu import kernels as cpu
 
 from helpers import random_layer_args, assert_close
 

@@ -1,13 +1,13 @@
 """The CPU engine on every code path it can take, its plan, its start-up machinery.
 
-- The code path (numgru/_target.py) against the CPU's own feature flags (/proc/cpuinfo), and
+- The code path (numgru/cpu/target.py) against the CPU's own feature flags (/proc/cpuinfo), and
   Numba's target forced to AVX2 (NUMBA_CPU_NAME=haswell) and to the x86-64 baseline
   (NUMBA_CPU_NAME=x86-64): the kernel tests (this file's products, tests/test_cpu.py,
   tests/test_tile_threads.py) run again in child processes compiled for those targets, with
   NUMBA_CPU_FEATURES="" so that LLVM itself uses no instruction the named CPU lacks.
 - The row dots of a single step (numgru/_tile.row_dots) against numpy in float64, and GRUCell
   steps (both of cpu.step's paths) against the NumPy reference.
-- The plan (numgru/_plan.py): its trials and choices with given timings, its file, and that a
+- The plan (numgru/cpu/plan.py): its trials and choices with given timings, its file, and that a
   pass under trial gives the same bits as the fixed rule.
 - A read-only install: numgru imports, computes and says where (or that no) kernels are cached.
 - The CUDA probe: no driver library means no numba.cuda import, and a driver that reports no
@@ -27,9 +27,11 @@ import pytest
 from numba import njit
 
 import numgru as ng
-from numgru import _plan, backend, cpu, reference
-from numgru._target import PATH
-from numgru._tile import row_dots
+from numgru import backend, reference
+from numgru.cpu import plan as _plan
+from numgru.cpu import kernels as cpu
+from numgru.cpu.target import PATH
+from numgru.cpu.tile import row_dots
 from helpers import assert_close
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +68,7 @@ def test_expected_path_in_this_process():
 
 
 def _path_in_child(env):
-    code = "from numgru._target import PATH; print(PATH.name); print(PATH.reason)"
+    code = "from numgru.cpu.target import PATH; print(PATH.name); print(PATH.reason)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                          capture_output=True, text=True, timeout=120, check=True).stdout
     return out.splitlines()

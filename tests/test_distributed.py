@@ -135,7 +135,7 @@ def _results(all_results, task):
 # -- no MPI needed --
 
 def test_importing_numgru_never_imports_mpi4py():
-    code = ("import sys, numgru, numgru.trainer, numgru.distributed, numgru.cli\n"
+    code = ("import sys, numgru, numgru.training.trainer, numgru.training.distributed, numgru.cli\n"
             "from numgru.cli import main\n"
             "assert main(['info']) == 0\n"
             "assert 'mpi4py' not in sys.modules, 'mpi4py was imported'\n")
@@ -168,7 +168,7 @@ def test_bad_arguments_are_named():
 
 
 def test_launch_is_read_from_the_environment(monkeypatch):
-    from numgru.distributed import cli_comm, launch_environment
+    from numgru.training.distributed import cli_comm, launch_environment
     for name in list(os.environ):
         if name.startswith(LAUNCHER_VARS):
             monkeypatch.delenv(name)

@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import pytest
 
-from numgru import checkpoint as ck
+from numgru.io import atomic, checkpoint as ck
 
 from fuzzing import LONG_EXAMPLES
 
@@ -49,11 +49,11 @@ def setup():
 
 CHILD = SETUP + r"""
 import os, signal, sys
-from numgru import checkpoint as ck
+from numgru.io import atomic
 path, where, k, c = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 trainer, X, y, kw = setup()
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-ck._CHUNK = 512  # a checkpoint of this model is several chunks
+atomic._CHUNK = 512  # a checkpoint of this model is several chunks
 if where == "step":  # the k-th step, after its forward and backward, before its update
     calls = [0]
     update = trainer.optimizer.step
@@ -65,7 +65,7 @@ if where == "step":  # the k-th step, after its forward and backward, before its
     trainer.optimizer.step = killing_update
 else:  # the k-th checkpoint write, at point c: after chunk c, "fsynced" or "renamed"
     writes, chunks = [0], [0]
-    write_chunk, fsync, replace = ck._write_chunk, os.fsync, os.replace
+    write_chunk, fsync, replace = atomic._write_chunk, os.fsync, os.replace
     def chunk(f, data):
         if chunks[0] == 0:
             writes[0] += 1
@@ -83,7 +83,7 @@ else:  # the k-th checkpoint write, at point c: after chunk c, "fsynced" or "ren
         chunks[0] = 0
         if writes[0] == k and c == "renamed":
             die()
-    ck._write_chunk, os.fsync, os.replace = chunk, synced, renamed
+    atomic._write_chunk, os.fsync, os.replace = chunk, synced, renamed
 trainer.fit(X, y, checkpoint=path, **kw)
 print("not killed")
 """
@@ -173,7 +173,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     def fail_second(fit):
         def full(f, chunk):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        monkeypatch.setattr(ck, "_write_chunk", full)
+        monkeypatch.setattr(atomic, "_write_chunk", full)
         fit()
 
     path, first, error = _trained_twice(tmp_path, fail_second)
@@ -184,10 +184,10 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     assert os.listdir(tmp_path) == ["c.npz"]  # no temporary left behind
     # An fsync that fails (as a network file system reports a full disk) the same.
     monkeypatch.undo()
-    monkeypatch.setattr(ck.os, "fsync", lambda fd: (_ for _ in ()).throw(
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(
         OSError(errno.EIO, os.strerror(errno.EIO))))
     with pytest.raises(OSError, match="failed: Input/output error; the file is unchanged"):
-        ck.atomic_write(path, b"new")
+        atomic.atomic_write(path, b"new")
     assert path.read_bytes() == first and os.listdir(tmp_path) == ["c.npz"]
 
 

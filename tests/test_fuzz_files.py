@@ -38,7 +38,7 @@ from hypothesis import given, strategies as st
 
 import numgru as ng
 from numgru import _memory, data
-from numgru.checkpoint import CheckpointError, load_checkpoint
+from numgru.io.checkpoint import CheckpointError, load_checkpoint
 from numgru.cli import main
 
 from fuzzing import fuzz_settings
@@ -602,7 +602,7 @@ def test_onnx_files_that_lie(tmp_path, seeds):
 
 
 def test_a_damaged_part_plan_is_rebuilt(tmp_path):
-    from numgru._plan import Plan
+    from numgru.cpu.plan import Plan
     for text in ("[" * 100_000, "{\"a\": NaN}", "\xff\xfe", "[1, 2]", ""):
         path = tmp_path / "plan.json"
         path.write_text(text, errors="surrogateescape") if text != "\xff\xfe" else \

@@ -1,4 +1,4 @@
-"""numgru._precompile: with an empty kernel cache, a training forward has the backward pass
+"""numgru.cpu.precompile: with an empty kernel cache, a training forward has the backward pass
 compiled by a child process, which the backward then loads from the cache; a child that fails
 leaves the compiling to this process; either way the results are right."""
 
@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from numgru import _precompile
-from numgru.distributed import LAUNCH_VARS
+from numgru.cpu import precompile as _precompile
+from numgru.training.distributed import LAUNCH_VARS
 
 _TRAINING_STEP = """
 import numpy as np
 import numgru as ng
-from numgru import _precompile, cpu
+from numgru.cpu import precompile as _precompile
+from numgru.cpu import kernels as cpu
 
 gru = ng.GRU(5, 7, seed=0, device="cpu", dtype="float32")
 ref = ng.GRU(5, 7, seed=0, device="numpy", dtype="float64")
@@ -37,7 +38,7 @@ _MECHANISM = """
 import os, sys
 import numpy as np
 from numba import from_dtype, types
-from numgru import _precompile
+from numgru.cpu import precompile as _precompile
 from numgru._mathfn import sigmoid_array
 
 def run(key, dtype):
@@ -89,7 +90,7 @@ def test_a_child_that_fails_leaves_the_compiling_to_this_process(tmp_path):
 
 
 def test_nothing_is_started_when_switched_off_or_under_mpi(monkeypatch):
-    monkeypatch.setattr("numgru._sync.max_threads", lambda: 2)
+    monkeypatch.setattr("numgru.cpu.sync.max_threads", lambda: 2)
     for name in ("NUMGRU_PRECOMPILE", *(v for v, _ in LAUNCH_VARS)):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("numgru._jit.CACHE", True)
@@ -100,8 +101,8 @@ def test_nothing_is_started_when_switched_off_or_under_mpi(monkeypatch):
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     assert not _precompile._enabled()
     monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
-    monkeypatch.setattr("numgru._sync.max_threads", lambda: 1)
+    monkeypatch.setattr("numgru.cpu.sync.max_threads", lambda: 1)
     assert not _precompile._enabled()
-    monkeypatch.setattr("numgru._sync.max_threads", lambda: 2)
+    monkeypatch.setattr("numgru.cpu.sync.max_threads", lambda: 2)
     monkeypatch.setattr("numgru._jit.CACHE", False)
     assert not _precompile._enabled()

@@ -1,11 +1,11 @@
-"""numgru/_prep.py: the run record that model.npz stores reads back as written (its format is what
+"""numgru/cli/prep.py: the run record that model.npz stores reads back as written (its format is what
 run folders already on disk hold), and a Preparation prepares data the same way after the trip."""
 
 import numpy as np
 import pytest
 
 import numgru as ng
-from numgru._prep import CLIError, Preparation
+from numgru.cli.prep import CLIError, Preparation
 from numgru.data import SequenceData
 
 # Records in the format `numgru train` writes (key order included), one per task.

@@ -1,5 +1,5 @@
 """The register-tiled product, the in-kernel weight packers and the parts/barrier machinery of the
-CPU backend (numgru/_tile.py, numgru/_sync.py, the *_part kernels of numgru/cpu.py).
+CPU backend (numgru/cpu/tile.py, numgru/cpu/sync.py, the *_part kernels of numgru/cpu/kernels.py).
 
 Truths: numpy products in float64 for the tile; the numpy packers of _tile (plain reshapes and
 transposes) for the compiled ones; for the threads, the same computation run as one part, since
@@ -16,8 +16,10 @@ import pytest
 from numba import njit
 
 import numgru as ng
-from numgru import _sync, cpu, reference
-from numgru._tile import (pack_columns, pack_gates, panel_product, panel_products,
+from numgru import reference
+from numgru.cpu import sync as _sync
+from numgru.cpu import kernels as cpu
+from numgru.cpu.tile import (pack_columns, pack_gates, panel_product, panel_products,
                          tile_functions, vector_length)
 from helpers import assert_close
 
@@ -406,7 +408,7 @@ rng = np.random.default_rng(0)
 gru = ng.GRU(8, 112, device="cpu", seed=0)
 x = rng.standard_normal((16, 6, 8)).astype(np.float32)
 y_parent, _ = gru(x)
-from numgru import _sync
+from numgru.cpu import sync as _sync
 assert _sync._POOL is not None, "the pass ran in one part: no pool in the parent"
 
 def child(q):

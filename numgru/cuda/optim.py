@@ -8,7 +8,7 @@ _sgd_math), compiled here as device functions: the host loops and these kernels 
 
 from numba import cuda
 
-from ..optim import _adam_math, _sgd_math
+from .._optim_math import _adam_math, _sgd_math
 from .kernel import launch_1d
 
 _adam_device = cuda.jit(device=True)(_adam_math)

@@ -25,18 +25,15 @@ import os
 
 import numpy as np
 
-from . import __version__
-from ._checks import is_int
-from .checkpoint import atomic_write
-from .convert import from_onnx_weights, to_onnx_weights
+from .._checks import is_int
+from .._version import __version__
+from ..convert import from_onnx_weights, to_onnx_weights
+from ..errors import OnnxImportError
+from .atomic import atomic_write
 
 MIN_OPSET = 14  # GRU-14 (and Unsqueeze/Slice taking tensors, GatherND batch_dims) and later
 DEFAULT_OPSET = 17
 _ELEM = {"float32": 1, "float64": 11}  # onnx.TensorProto.FLOAT, DOUBLE
-
-
-class OnnxImportError(ValueError):
-    """An ONNX graph that numgru cannot map onto a GRU or a GRUModel; the message says why."""
 
 
 def _import_onnx():
@@ -61,8 +58,8 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, lengths=False, h0=False, metad
     onnx.checker.check_model(full_check=True).
     """
     onnx = _import_onnx()
-    from .layers import GRU
-    from .model import GRUModel
+    from ..layers import GRU
+    from ..model import GRUModel
     if isinstance(model, GRUModel):
         gru, head = model.gru, model
     elif isinstance(model, GRU):
@@ -1220,8 +1217,8 @@ def load_onnx(path, dtype=None, device="auto"):
 
 
 def _build_model(info, dtype, device, path):
-    from .layers import GRU, _as_dtype
-    from .model import GRUModel
+    from ..layers import GRU, _as_dtype
+    from ..model import GRUModel
     if dtype is None:
         x_dtype = np.dtype(info["x_dtype"])
         if x_dtype not in (np.float32, np.float64):

@@ -2,7 +2,7 @@
 `Preparation` on the training part (standardisation, classes, the forecasting window), which
 model.npz stores, so that evaluate, predict and export prepare their data the same way.
 
-Not the command line itself (numgru/cli.py parses the arguments, trains and writes the run folder),
+Not the command line itself (numgru/cli/commands.py parses the arguments, trains and writes the run folder),
 and not the estimators' preparation (numgru/_fitting.py).
 """
 
@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 
-from . import data, datasets
-from ._checks import is_int
-from .data import Standardizer, sliding_windows
+from .. import data, datasets
+from .._checks import is_int
+from ..data import Standardizer, sliding_windows
 
 TASKS = ("classify", "regress", "forecast")
 

@@ -31,31 +31,11 @@ import zlib
 
 import numpy as np
 
-from ._checks import is_int
-from .backend import is_device_array
-
-# Environment variables that launchers set in every process they start: (name, launcher). A
-# value that is a number is the world size.
-LAUNCH_VARS = (
-    ("OMPI_COMM_WORLD_SIZE", "Open MPI mpiexec"),
-    ("PMI_SIZE", "MPICH / Intel MPI mpiexec (PMI)"),
-    ("PMIX_RANK", "a PMIx launcher (Open MPI 5, srun --mpi=pmix)"),
-    ("MV2_COMM_WORLD_SIZE", "MVAPICH mpiexec"),
-    ("SLURM_STEP_NUM_TASKS", "Slurm srun"),
-)
-
-
-def launch_environment():
-    """(variable, launcher, size or None) of the first launcher variable set in this process's
-    environment, or None when nothing says this process was started by an MPI launcher. Reads the
-    environment only (mpi4py is not imported)."""
-    for name, launcher in LAUNCH_VARS:
-        value = os.environ.get(name)
-        if value is not None and value.strip() != "":
-            size = int(value) if value.strip().isdigit() and not name.endswith("RANK") else None
-            return name, launcher, size
-    return None
-
+from .._checks import is_int
+from .._launch import LAUNCH_VARS, launch_environment  # noqa: F401  (re-exported)
+from ..backend import is_device_array
+from ..errors import CheckpointError, DataFormatError, DistributedError, NonFiniteLossError
+from .batches import Totals, batch_rows
 
 def world_comm():
     """mpi4py's COMM_WORLD (importing mpi4py initialises MPI)."""
@@ -72,21 +52,6 @@ def library_version():
     """The first line of MPI_Get_library_version (mpi4py must be importable)."""
     from mpi4py import MPI
     return MPI.Get_library_version().strip().splitlines()[0].strip()
-
-
-class DistributedError(RuntimeError):
-    """An exception raised on one or more ranks, raised again on every rank at the same point so
-    that none waits for the others. `ranks`: the ranks that raised; `rank`: the first of them;
-    `type_name`: the first one's exception type. On a rank that raised, __cause__ is its own
-    exception."""
-
-    all_ranks = True
-
-    def __init__(self, message, ranks=(), type_name=None):
-        super().__init__(message)
-        self.ranks = list(ranks)
-        self.rank = self.ranks[0] if self.ranks else None
-        self.type_name = type_name
 
 
 def shares(n, parts):
@@ -192,7 +157,6 @@ class Group:
         raised and raises it on all of them."""
         info = None
         if error is not None:
-            from .trainer import NonFiniteLossError
             info = (type(error).__name__, str(error), isinstance(error, NonFiniteLossError),
                     getattr(error, "step", None), what)
         infos = self.allgather(info)
@@ -299,8 +263,6 @@ _TYPED = {}
 def _typed_error(type_name):
     base = _ALSO.get(type_name)
     if base is None:
-        from .checkpoint import CheckpointError
-        from .data import DataFormatError
         base = {"CheckpointError": CheckpointError,
                 "DataFormatError": DataFormatError}.get(type_name)
     if base is None:
@@ -329,7 +291,6 @@ def _combined(infos, size):
             f"rank {r}: {i[0]}: {i[1]}" for r, i in failed[1:]) + ")"
     text += f" [while {what}]"
     if nonfinite:
-        from .trainer import NonFiniteLossError
         e = NonFiniteLossError(text, step)
         e.all_ranks = True
         e.ranks, e.rank = ranks, first_rank
@@ -632,9 +593,8 @@ class DataParallel:
         """Forward and backward on global rows [a, b) (indices `rows` into X), adding their part
         of the global mean loss's gradient into the model's gradients. Returns (their mean loss,
         their totals vector: loss·positions, positions, metric sums)."""
-        from .trainer import NonFiniteLossError, _batch, _Totals
         tr, model = self.trainer, self.trainer.model
-        xb, lb, yb, mb = _batch(model, X, lengths, y, rows)
+        xb, lb, yb, mb = batch_rows(model, X, lengths, y, rows)
         if mask is not None:
             mb = np.asarray(mask[a:b, :xb.shape[1]], bool)
         gru = model.gru
@@ -655,7 +615,7 @@ class DataParallel:
         if n_local != n_global:
             grad = (grad.astype(np.float64) * (n_local / n_global)).astype(grad.dtype)
         model.backward(grad)
-        totals = _Totals()
+        totals = Totals()
         totals.add(loss, out, yb, mb, metrics)
         return loss, totals.vector()
 
@@ -663,7 +623,6 @@ class DataParallel:
         """One optimizer step on the global batch X[index] (T steps, the longest of its
         sequences, or x's own T for train_step), each rank on its share. Returns (global mean
         loss, totals vector of the global batch) on every rank."""
-        from .trainer import NonFiniteLossError, _Totals
         tr, g = self.trainer, self.group
         model = tr.model
         B = len(index)
@@ -678,7 +637,7 @@ class DataParallel:
         model.zero_grad()
         if self.chunk is None:
             a, b = shares(B, g.size)[g.rank]
-            local_loss, vec, error = None, np.zeros(_Totals.SIZE), None
+            local_loss, vec, error = None, np.zeros(Totals.SIZE), None
             try:
                 if b > a:
                     local_loss, vec = self._pass(X, lengths, y, index[a:b], a, b, n_global, mask,
@@ -714,13 +673,12 @@ class DataParallel:
     def _deterministic_step(self, X, lengths, y, index, n_global, mask, masks, step_no):
         """Fixed chunks of rows, each chunk's gradient alone, added in chunk order in float64
         along the chain of ranks: the same operations for any number of ranks."""
-        from .trainer import _Totals
         tr, g, model = self.trainer, self.group, self.trainer.model
         B = len(index)
         c = self.chunk
         bounds = [(s, min(s + c, B)) for s in range(0, B, c)]
         k0, k1 = shares(len(bounds), g.size)[g.rank]
-        grads, vecs, error = [], np.zeros((k1 - k0, _Totals.SIZE)), None
+        grads, vecs, error = [], np.zeros((k1 - k0, Totals.SIZE)), None
         try:
             for j, (a, b) in enumerate(bounds[k0:k1]):
                 model.zero_grad()
@@ -747,12 +705,11 @@ class DataParallel:
 
     def evaluate(self, X, lengths, y, batch_size):
         """Totals vector of the whole set, each rank evaluating its share (inference)."""
-        from .trainer import _Totals
         tr, g = self.trainer, self.group
         N = len(X)
         if self.chunk is None:
             a, b = shares(N, g.size)[g.rank]
-            totals, error = _Totals(), None
+            totals, error = Totals(), None
             try:
                 for start in range(a, b, batch_size):
                     tr._evaluate_batch(totals, X, lengths, y,
@@ -764,10 +721,10 @@ class DataParallel:
         # added in batch order.
         bounds = [(s, min(s + batch_size, N)) for s in range(0, N, batch_size)]
         k0, k1 = shares(len(bounds), g.size)[g.rank]
-        vecs, error = np.zeros((k1 - k0, _Totals.SIZE)), None
+        vecs, error = np.zeros((k1 - k0, Totals.SIZE)), None
         try:
             for j, (s, e) in enumerate(bounds[k0:k1]):
-                totals = _Totals()
+                totals = Totals()
                 tr._evaluate_batch(totals, X, lengths, y, np.arange(s, e))
                 vecs[j] = totals.vector()
         except Exception as e:

@@ -5,7 +5,7 @@ info.
 fits a GRUModel and writes a run folder: model.npz (the final model and how its data were
 prepared), checkpoint.npz (the last epoch's full training state, for --resume), history.json and
 history.csv, metrics.json, and loss.png when matplotlib is installed. `predict` and `evaluate`
-take that folder (or a checkpoint file) and prepare their data the same way (numgru/_prep.py).
+take that folder (or a checkpoint file) and prepare their data the same way (numgru/cli/prep.py).
 """
 
 import argparse
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ._prep import TASKS, CLIError, Preparation, prepare_training
+from .prep import TASKS, CLIError, Preparation, prepare_training
 
 # -- train --
 
@@ -55,7 +55,7 @@ def _resolve_training_defaults(args):
     loss, that epoch's weights kept, constant learning rate; when the split would hold fewer than
     20 sequences, all 200 epochs on all the data with a cosine schedule. With --epochs N: N
     epochs, cosine schedule, no validation unless --val-split."""
-    from ._fitting import DEFAULTS
+    from .._fitting import DEFAULTS
     args.auto_epochs = args.epochs is None
     if args.auto_epochs:
         args.epochs = DEFAULTS["epochs"]
@@ -72,7 +72,7 @@ def _hold_out_validation(args, task, train, rng):
     --val-split asks; too few sequences for a split train on all of them without stopping early."""
     if not args.val_split > 0:
         return train, None
-    from ._fitting import DEFAULTS, validation_split
+    from .._fitting import DEFAULTS, validation_split
     fit_idx, val_idx = validation_split(
         train[1], args.val_split, rng, stratify=task == "classify",
         min_size=DEFAULTS["min_validation_size"] if args.auto_epochs else 1)
@@ -87,8 +87,8 @@ def _hold_out_validation(args, task, train, rng):
 
 
 def _build_trainer(args, prep):
-    from .model import GRUModel
-    from .trainer import Trainer
+    from ..model import GRUModel
+    from ..training.trainer import Trainer
     model = GRUModel(prep.input_size, args.hidden, prep.output_size, num_layers=args.layers,
                      bidirectional=args.bidirectional, reset_after=not args.reset_before,
                      dtype=args.dtype, device=args.device, seed=args.seed, dropout=args.dropout)
@@ -101,7 +101,7 @@ def _build_trainer(args, prep):
 
 
 def _build_optimizer(args, model):
-    from .optim import SGD, Adam, AdamW, CosineLR, StepLR
+    from ..optim import SGD, Adam, AdamW, CosineLR, StepLR
     if args.optimizer == "adam":
         opt = Adam(model, lr=args.lr, weight_decay=args.weight_decay)
     elif args.optimizer == "adamw":
@@ -155,7 +155,7 @@ def _finish_run(args, prep, model, test, out_dir, history, seconds, best_epoch):
     """model.npz, the test metrics and the rest of the run folder, once training is done.
     checkpoint.npz holds the last epoch with everything --resume needs; model.npz the run's
     final model (the best epoch's weights when a validation split chose one)."""
-    from .checkpoint import save_checkpoint
+    from ..io.checkpoint import save_checkpoint
     save_checkpoint(os.path.join(out_dir, "model.npz"), model, extra=prep.to_record())
     epochs = len(history.get("loss", []))
     print(f"trained {epochs} epochs in {seconds:.1f} s (best epoch {best_epoch})", flush=True)
@@ -170,8 +170,8 @@ def _finish_run(args, prep, model, test, out_dir, history, seconds, best_epoch):
 
 def _evaluate(model, prep, X, y, lengths):
     """Metrics of the model on prepared data: accuracy, or RMSE in the data's units."""
-    from .losses import cross_entropy_loss
-    from .trainer import predict
+    from ..losses import cross_entropy_loss
+    from ..training.batches import predict
     out = predict(model, X, lengths=lengths)
     if prep.task == "classify":
         loss, _ = cross_entropy_loss(out, y)
@@ -186,7 +186,7 @@ def _evaluate(model, prep, X, y, lengths):
 
 
 def _print_result(result, prep, data):
-    from . import datasets
+    from .. import datasets
     published = datasets.DATASETS.get(data, {}).get("published")
     if prep.task == "classify":
         print(f"test accuracy: {100 * result['accuracy']:.1f}% on {result['n']} sequences "
@@ -209,7 +209,7 @@ def _print_result(result, prep, data):
 
 def _write_run(out_dir, history, metrics):
     """history.json, history.csv, metrics.json and loss.png, each written atomically."""
-    from .checkpoint import atomic_write
+    from ..io.atomic import atomic_write
     atomic_write(os.path.join(out_dir, "history.json"), json.dumps(history, indent=1).encode())
     keys = list(history)
     text = io.StringIO(newline="")
@@ -250,7 +250,7 @@ def plot_history(history, path):
         axes[1].set_ylabel("accuracy")
         axes[1].legend()
     fig.tight_layout()
-    from .checkpoint import atomic_write
+    from ..io.atomic import atomic_write
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
@@ -262,7 +262,7 @@ def plot_history(history, path):
 
 def _open_run(run, device):
     """(model, Preparation) of a run folder's model.npz, or of a checkpoint file."""
-    from .checkpoint import load_model
+    from ..io.checkpoint import load_model
     path = os.path.join(run, "model.npz") if os.path.isdir(run) else run
     if not os.path.exists(path):
         raise CLIError(f"{run}: no model.npz or checkpoint (expected a run folder written by "
@@ -282,8 +282,8 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    from ._fitting import softmax
-    from .trainer import predict
+    from .._fitting import softmax
+    from ..training.batches import predict
     model, prep = _open_run(args.run, args.device)
     X, _, lengths, index = prep.transform(args.data, args.split, require_targets=False)
     out = predict(model, X, lengths=lengths)
@@ -318,7 +318,7 @@ def _fold_preparation(model, prep):
 
     z = (x - m) / s, so W_ih z + b_ih = (W_ih / s) x + (b_ih - W_ih (m / s)); padding is never
     read (the lengths stop each sequence). For regression and forecasting, y = out·s_y + m_y."""
-    from .model import GRUModel
+    from ..model import GRUModel
     folded = GRUModel.from_config(model.config(), device="cpu")
     state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
     x = prep.x_scaler
@@ -336,7 +336,7 @@ def _fold_preparation(model, prep):
 
 
 def cmd_export(args):
-    from .onnx_io import export_onnx
+    from ..io.onnx import export_onnx
     model, prep = _open_run(args.run, "cpu")
     raw = _fold_preparation(model, prep) if not args.standardized else model
     lengths = args.lengths if args.lengths is not None else prep.task != "forecast"
@@ -358,11 +358,11 @@ def cmd_export(args):
 
 # -- bench and info --
 
-from ._grid import GRID as BENCH_SIZES, gemm_flops  # noqa: E402
+from .grid import GRID as BENCH_SIZES, gemm_flops  # noqa: E402
 
 
 def cmd_bench(args):
-    from .layers import GRU
+    from ..layers import GRU
     names = list(BENCH_SIZES) if args.sizes == "all" else args.sizes.split(",")
     for n in names:
         if n not in BENCH_SIZES:
@@ -398,9 +398,9 @@ def cmd_bench(args):
 
 def cmd_info(args):
     import numba
-    from . import __version__
-    from .backend import DEVICES, cuda_status, resolve
-    from .distributed import describe_launch
+    from .._version import __version__
+    from ..backend import DEVICES, cuda_status, resolve
+    from ..training.distributed import describe_launch
     mpi_lines, rank = describe_launch()  # under mpiexec: rank 0 alone prints
     if rank != 0:
         return 0
@@ -413,13 +413,13 @@ def cmd_info(args):
             version = "not installed" + (" (pip install 'numgru[plot]' for loss.png)"
                                          if mod == "matplotlib" else "")
         print(f"{mod:10} {version}")
-    from ._sync import max_threads
+    from ..cpu.sync import max_threads
     print(f"CPU passes: up to {max_threads()} threads (NUMGRU_NUM_THREADS, else the CPUs this "
           f"process may use, capped by NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}); "
           f"{os.cpu_count()} CPUs")
-    from ._jit import CACHE_DIR, CACHE_REASON
-    from ._plan import plan
-    from ._target import PATH
+    from .._jit import CACHE_DIR, CACHE_REASON
+    from ..cpu.plan import plan
+    from ..cpu.target import PATH
     print(f"CPU code path: {PATH.name} ({PATH.reason})")
     print(f"kernel cache: {CACHE_DIR or 'none'} ({CACHE_REASON})")
     the_plan = plan()
@@ -478,7 +478,7 @@ def _fraction(text):
 
 
 def _add_train_command(sub):
-    from ._fitting import DEFAULTS as D  # the estimators' defaults, chosen on small UEA sets
+    from .._fitting import DEFAULTS as D  # the estimators' defaults, chosen on small UEA sets
     t = sub.add_parser("train", help="train a GRUModel and write a run folder")
     t.add_argument("data", help="bundled data set (japanese_vowels, basic_motions, sunspots) or a "
                    ".ts/.npz/.csv file; X_TRAIN.ts alone is tested on X_TEST.ts beside it")
@@ -603,7 +603,7 @@ def _data_parallel(args):
     """For `train` started by an MPI launcher: the ranks' Group (rank 0 alone prints), else None."""
     if args.command != "train":
         return None
-    from .distributed import cli_comm, group_for
+    from ..training.distributed import cli_comm, group_for
     args.comm = cli_comm(args.distributed)
     if args.comm is None:
         return None

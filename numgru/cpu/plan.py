@@ -127,12 +127,12 @@ _PLAN_LOCK = threading.Lock()
 
 def plan():
     """The process's plan, for this machine's code path and thread count."""
-    from ._sync import max_threads
+    from .sync import max_threads
     threads = max_threads()
     found = _PLANS.get(threads)
     if found is None:
-        from ._jit import CACHE_DIR
-        from ._target import PATH
+        from .._jit import CACHE_DIR
+        from .target import PATH
         # v2: decided by turns of calls (plans of the alternating single calls are not reused)
         name = f"numgru-plan-v2-{PATH.name}-{PATH.cpu}-{threads}t.json"
         with _PLAN_LOCK:

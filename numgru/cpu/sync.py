@@ -43,7 +43,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import CACHE
+from .._jit import CACHE
 
 CTRL_SIZE = 8
 _SPINS_BEFORE_SLEEP = 1000

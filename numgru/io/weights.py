@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .data import read_npz
+from .atomic import atomic_write
+from ..data import read_npz
 
 FORMATS = (".safetensors", ".npz")
 _DTYPES = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
@@ -106,7 +106,7 @@ def load_weights(path):
         raise ValueError(f"{path}: the file is empty")
     if ext == ".safetensors":
         st = _safetensors_numpy()
-        from ._memory import beyond, describe
+        from .._memory import beyond, describe
         need = 2 * os.path.getsize(path)  # the file's bytes and the arrays
         over = beyond(need)
         if over is not None:

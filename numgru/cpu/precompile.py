@@ -29,7 +29,7 @@ _WAIT_SECONDS = 300.0
 _CHILD = """
 import importlib, pickle, sys
 module, name, signature, dtype, widths = pickle.loads(sys.stdin.buffer.read())
-from numgru._tile import tile_functions
+from numgru.cpu.tile import tile_functions
 tile_functions(dtype, widths)
 getattr(importlib.import_module(module), name).compile(signature)
 """
@@ -53,9 +53,9 @@ if hasattr(os, "register_at_fork"):
 def _enabled():
     from numba.core import config
 
-    from ._jit import CACHE
-    from ._sync import max_threads
-    from .distributed import launch_environment
+    from .._jit import CACHE
+    from .sync import max_threads
+    from .._launch import launch_environment
 
     if os.environ.get("NUMGRU_PRECOMPILE", "").strip().lower() in ("off", "0", "no", "false"):
         return False

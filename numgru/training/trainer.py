@@ -1,7 +1,6 @@
 """Trainer: one optimizer step per mini-batch of variable-length sequences, and the epoch loop
 around it (shuffling, validation, history, early stopping, best-model restore, checkpoints with
-exact resume, a tqdm progress bar); and `predict`, batched inference for any GRUModel, which the
-Trainer and the command line share.
+exact resume, a tqdm progress bar).
 
 Each mini-batch is cut to its own longest sequence and handed to the model with its lengths, so
 padding neither costs steps nor reaches the loss. With the same seed, data, machine and thread count
@@ -16,75 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
+from .. import backend, losses
+from .._checks import is_int, positive_int, positive_number
+from ..errors import NonFiniteLossError
+from ..io import checkpoint as ckpt_io
 from . import distributed as _distributed
-from . import losses
-from ._checks import is_int, positive_int, positive_number
-from .data import check_padded, pad_sequences
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss or gradient; the parameters were not updated."""
-
-    def __init__(self, message, step, epoch=None, checkpoint=None):
-        super().__init__(message)
-        self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
-
-
-def _as_sequences(X, lengths, dtype, name="X"):
-    """(X (N, T, F) padded, lengths (N,)) from a padded array (+ lengths) or a list of (T_i, F)."""
-    if isinstance(X, (list, tuple)) and len(X) and np.ndim(X[0]) == 2 and \
-            len({np.shape(s)[0] for s in X}) > 1:
-        if lengths is not None:
-            raise ValueError(f"lengths: {name} is a list of sequences, which carry their own "
-                             f"lengths; pass lengths=None")
-        X, lengths = pad_sequences(X, dtype)
-    arr = np.asarray(X)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name}: expected a numeric (N, T, F) array or a list of (T, F) arrays, "
-                        f"got dtype {arr.dtype}")
-    if arr.ndim != 3:
-        raise ValueError(f"{name}: expected a 3-D array (N, T, F), got shape {arr.shape}")
-    N, T = arr.shape[:2]
-    if N == 0 or T == 0:
-        raise ValueError(f"{name}: expected at least one sequence and one step, got {arr.shape}")
-    arr, lengths = check_padded(arr, lengths, name=name)
-    return np.ascontiguousarray(arr, dtype=dtype), lengths
-
-
-def _batch(model, X, lengths, y, index):
-    """The batch of these rows, cut to its longest sequence, with its per-step mask."""
-    lb = lengths[index]
-    T = int(lb.max())
-    xb = X[index, :T]
-    mask = None
-    if y is None:
-        yb = None
-    elif model.head == "sequence":
-        yb = y[index, :T]
-        mask = np.arange(T)[None, :] < lb[:, None]
-    else:
-        yb = y[index]
-    return xb, lb, yb, mask
-
-
-def predict(model, X, lengths=None, batch_size=256):
-    """The model's outputs for every sequence, in X's order, by batches of batch_size rows each
-    cut to its longest sequence (inference: no dropout, nothing kept). X: (N, T, F) padded with
-    lengths (N,), or a list of (T_i, F) arrays. Returns (N, O) (logits for classification), or
-    (N, T, O) for a per-step head, zero past each length."""
-    batch_size = positive_int("batch_size", batch_size)
-    X, lengths = _as_sequences(X, lengths, model.dtype)
-    outs = []
-    for start in range(0, len(X), batch_size):
-        index = np.arange(start, min(start + batch_size, len(X)))
-        xb, lb, _, _ = _batch(model, X, lengths, None, index)
-        out = model(xb, lengths=lb)
-        if model.head == "sequence" and out.shape[1] < X.shape[1]:
-            out = np.concatenate([out, np.zeros((len(index), X.shape[1] - out.shape[1],
-                                                 out.shape[2]), out.dtype)], axis=1)
-        outs.append(out)
-    return np.concatenate(outs)
+from .batches import Totals, as_sequences, batch_rows, predict
 
 
 class Trainer:
@@ -266,7 +202,7 @@ class Trainer:
         """{"loss": mean loss, and each metric} over the whole set (inference, no dropout).
         In data-parallel training each rank evaluates its share and the totals are summed."""
         def prepare():
-            X_, lengths_ = _as_sequences(X, lengths, self.model.dtype)
+            X_, lengths_ = as_sequences(X, lengths, self.model.dtype)
             return X_, lengths_, self._check_targets(y, len(X_), X_.shape[1], lengths_)
         Xc, lc, yc = self._guarded("checking the evaluation data", prepare)
         if self._dp is not None:
@@ -275,16 +211,16 @@ class Trainer:
 
     def _evaluate(self, X, lengths, y, batch_size=256):
         if self._dp is not None:
-            return _Totals.from_vector(self._dp.evaluate(X, lengths, y, batch_size)) \
+            return Totals.from_vector(self._dp.evaluate(X, lengths, y, batch_size)) \
                 .result(self.metrics)
-        totals = _Totals()
+        totals = Totals()
         for start in range(0, len(X), batch_size):
             self._evaluate_batch(totals, X, lengths, y,
                                  np.arange(start, min(start + batch_size, len(X))))
         return totals.result(self.metrics)
 
     def _evaluate_batch(self, totals, X, lengths, y, index):
-        xb, lb, yb, mask = _batch(self.model, X, lengths, y, index)
+        xb, lb, yb, mask = batch_rows(self.model, X, lengths, y, index)
         out = self.model(xb, lengths=lb)
         loss, _ = self.loss_fn(out, yb, mask)
         totals.add(loss, out, yb, mask, self.metrics)
@@ -346,7 +282,7 @@ class Trainer:
 
     def _fit_data(self, X, y, lengths, validation_data, monitor):
         """fit's data checked and converted: (X, lengths, y, (Xv, yv, lengths_v) or None)."""
-        X, lengths = _as_sequences(X, lengths, self.model.dtype)
+        X, lengths = as_sequences(X, lengths, self.model.dtype)
         y = self._check_targets(y, len(X), X.shape[1], lengths)
         val = None
         if validation_data is not None:
@@ -365,7 +301,7 @@ class Trainer:
             raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
         Xv, yv = validation_data[0], validation_data[1]
         lv = validation_data[2] if len(validation_data) == 3 else None
-        Xv, lv = _as_sequences(Xv, lv, self.model.dtype, name="validation X")
+        Xv, lv = as_sequences(Xv, lv, self.model.dtype, name="validation X")
         if Xv.shape[2] != features:
             raise ValueError(f"validation_data: X has {Xv.shape[2]} features, the training X "
                              f"has {features}")
@@ -391,7 +327,7 @@ class Trainer:
         bar.begin_epoch(epoch)
         N = len(run.X)
         order = self._shuffle_rng.permutation(N) if run.shuffle else np.arange(N)
-        totals = _Totals()
+        totals = Totals()
         for b in range(run.steps_per_epoch):
             index = order[b * run.batch_size:(b + 1) * run.batch_size]
             lr = self.optimizer.lr
@@ -414,7 +350,7 @@ class Trainer:
         """One optimizer step on these rows of the training data (each rank on its share, in
         data-parallel training), its loss and metric sums added to totals."""
         if self._dp is None:
-            xb, lb, yb, mask = _batch(self.model, run.X, run.lengths, run.y, index)
+            xb, lb, yb, mask = batch_rows(self.model, run.X, run.lengths, run.y, index)
             out, loss = self._step(xb, yb, lb, mask)
             totals.add(loss, out, yb, mask, self.metrics)
         else:
@@ -646,68 +582,6 @@ def _with_context(e, where, epoch, checkpoint, checkpoint_epoch):
     return new
 
 
-class _Totals:
-    """Running sums over batches for the mean loss and the metrics, weighted by positions."""
-
-    SIZE = 6  # the length of vector()
-
-    def __init__(self):
-        self.loss = 0.0
-        self.count = 0
-        self.correct = 0
-        self.sq = 0.0
-        self.abs = 0.0
-        self.values = 0
-
-    def add(self, loss, out, target, mask, metrics):
-        n = int(mask.sum()) if mask is not None else (out.shape[0] if out.ndim == 2 else
-                                                      out.shape[0] * out.shape[1])
-        self.loss += loss * n
-        self.count += n
-        if "accuracy" in metrics:
-            hit = out.argmax(axis=-1) == target
-            self.correct += int(hit[mask].sum() if mask is not None else hit.sum())
-        if "rmse" in metrics or "mae" in metrics:
-            diff = out.astype(np.float64) - target
-            if mask is not None:
-                diff = diff[mask]
-            self.sq += float(np.sum(diff * diff))
-            self.abs += float(np.sum(np.abs(diff)))
-            self.values += diff.size
-
-    def mean_loss(self):
-        return self.loss / max(self.count, 1)
-
-    def vector(self):
-        """The sums as a float64 vector, to add over ranks."""
-        return np.array([self.loss, self.count, self.correct, self.sq, self.abs, self.values],
-                        np.float64)
-
-    def add_vector(self, vec):
-        self.loss += float(vec[0])
-        self.count += int(round(vec[1]))
-        self.correct += int(round(vec[2]))
-        self.sq += float(vec[3])
-        self.abs += float(vec[4])
-        self.values += int(round(vec[5]))
-
-    @classmethod
-    def from_vector(cls, vec):
-        totals = cls()
-        totals.add_vector(vec)
-        return totals
-
-    def result(self, metrics):
-        out = {"loss": self.mean_loss()}
-        if "accuracy" in metrics:
-            out["accuracy"] = self.correct / max(self.count, 1)
-        if "rmse" in metrics:
-            out["rmse"] = math.sqrt(self.sq / max(self.values, 1))
-        if "mae" in metrics:
-            out["mae"] = self.abs / max(self.values, 1)
-        return out
-
-
 def _describe(logs):
     return " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "time", "lr"))
 
@@ -762,10 +636,7 @@ class _Progress:
 def _kernels_to_compile(model):
     """Whether the first training step of this model will compile the CPU kernels (neither this
     process nor the kernel cache has them): a hint for the progress bar only."""
-    if getattr(model, "device", None) != "cpu":
-        return False
-    from . import cpu
-    return not cpu.kernels_cached()
+    return not backend.kernels_cached(getattr(model, "device", "numpy"))
 
 
 def _progress_bar(enabled, total):

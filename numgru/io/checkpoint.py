@@ -11,18 +11,19 @@ never a mix. A killed writer can leave a `.<name>.*.tmp` file behind; it is neve
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import is_int
-from .data import read_npz
+from .._checks import is_int
+from .._version import __version__
+from ..data import read_npz
+from ..errors import CheckpointError
+from .atomic import atomic_write
 
 FORMAT = "numgru-checkpoint"
 FORMAT_VERSION = 1
 _META = "__meta__"
-_CHUNK = 1 << 20  # bytes per write call
 
 
 @dataclass
@@ -53,10 +54,6 @@ class Checkpoint:
                 "step_count": opt["step_count"], "buffers": buffers}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: not one, a newer format, another model's shape."""
-
-
 def save_checkpoint(path, model, optimizer=None, scheduler=None, training=None, extra=None,
                     arrays=None):
     """Write model (and optimizer, scheduler, training state, extra JSON, extra arrays) to path.
@@ -66,7 +63,6 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, training=None, 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "model": {"class": type(model).__name__, "config": model.config()},
             "training": training, "extra": extra}
-    from . import __version__
     meta["numgru_version"] = __version__
     out = {f"model/{name}": p for name, p in model.state_dict().items()}
     if optimizer is not None:
@@ -91,51 +87,6 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, training=None, 
     buffer = io.BytesIO()
     np.savez(buffer, **out)
     atomic_write(path, buffer.getbuffer())
-
-
-def _write_chunk(f, chunk):
-    f.write(chunk)
-
-
-def atomic_write(path, data):
-    """Write bytes to path so that readers see the old file or the new one, never a partial one."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                   dir=directory)
-    except OSError as e:
-        raise OSError(e.errno, f"writing {path} failed: no temporary file could be made in "
-                               f"{directory} ({e.strerror or e}); the file is unchanged") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            view = memoryview(data)
-            for start in range(0, len(view), _CHUNK):
-                _write_chunk(f, view[start:start + _CHUNK])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
-            # A full disk, a quota, an I/O error: say which file and that the old one stands.
-            kept = "is unchanged" if os.path.exists(path) else "did not exist and was not made"
-            raise OSError(e.errno, f"writing {path} failed: {e.strerror or e}; the file {kept} "
-                                   f"({len(data)} bytes were to be written)") from e
-        raise
-    # The rename itself is durable only once the folder's entry is on disk.
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory descriptors
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - file systems that refuse fsync on folders
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def load_checkpoint(path):
@@ -227,7 +178,7 @@ def load_model(path, device="auto"):
     """(model, checkpoint): a GRUModel rebuilt from a checkpoint's config, with its weights.
     The config is checked against the arrays the file holds before the model is built, so a
     damaged config (a hidden size of 10**9) is refused instead of allocated."""
-    from .model import GRUModel
+    from ..model import GRUModel
     path = os.fspath(path)
     ckpt = load_checkpoint(path)
     if ckpt.meta["model"]["class"] != "GRUModel":

@@ -43,8 +43,8 @@ from numba import cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import CACHE
-from ._target import PATH
+from .._jit import CACHE
+from .target import PATH
 
 _VECTOR_BYTES = PATH.vector_bytes
 _ROWS = PATH.rows  # rows of the largest register tile

@@ -46,15 +46,15 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from . import _precompile
-from ._jit import CACHE
+from . import precompile as _precompile
+from .._jit import CACHE
 
-from . import _gates
-from .contract import GRUCache
-from ._plan import _SURE_SERIAL, plan
-from ._sync import CTRL_SIZE, arrive, atomic_load, barrier, max_threads, run_parts, wait
-from ._tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
-from ._view import copy_n, ptr, view, zero_n
+from .. import _gates
+from ..contract import GRUCache
+from .plan import _SURE_SERIAL, plan
+from .sync import CTRL_SIZE, arrive, atomic_load, barrier, max_threads, run_parts, wait
+from .tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
+from .view import copy_n, ptr, view, zero_n
 
 _JIT = dict(cache=CACHE, error_model="numpy")  # numpy error model: no ZeroDivisionError branches
 
