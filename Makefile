@@ -12,7 +12,7 @@ TEST_STAMP := $(VENV)/.test-installed
 # come from the test extra), it runs on the numba numgru uses: see pyproject.toml's aeon extra.
 AEON := aeon==1.6.0
 
-.PHONY: demo test bench golden gpu-wheels gpu-check gpu-check-dry-run clean
+.PHONY: demo test lint bench golden gpu-wheels gpu-check gpu-check-dry-run clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(DEMO_STAMP)
 
 test: $(TEST_STAMP)
 	NUMGRU_REQUIRE_ORACLES=1 $(PY) -m pytest -q
+
+# ruff's rules and the project's choices are in pyproject.toml ([tool.ruff]).
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/bench_cpu.py

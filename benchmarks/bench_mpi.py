@@ -124,7 +124,6 @@ def time_steps(size, modes, repeat, comm):
 def time_shares(size, repeat):
     """Seconds of forward + loss + backward at each share size ceil(B/N) (one process), and of the
     optimizer step over all parameters."""
-    import numgru as ng
     B, T, I, H, L = GRID[size]
     model, trainer = _trainer(size, "plain", None)
     x, y = _problem(size)

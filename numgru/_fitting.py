@@ -11,7 +11,7 @@ import numpy as np
 from ._checks import fraction, is_number, positive_int, positive_number
 from .data import Standardizer
 from .model import GRUModel
-from .optim import Adam, AdamW, CosineLR
+from .optim import OPTIMIZERS, CosineLR
 from .training.trainer import Trainer
 
 # The defaults, chosen on small UEA sets (README: Japanese Vowels, BasicMotions). With enough data
@@ -160,7 +160,7 @@ def fit(params, X, lengths, y, task):
     model = GRUModel(X.shape[2], p["hidden_size"], output_size, num_layers=p["num_layers"],
                      bidirectional=p["bidirectional"], reset_after=p["reset_after"],
                      dtype=p["dtype"], device=p["device"], seed=seed, dropout=p["dropout"])
-    opt_cls = Adam if p["optimizer"] == "adam" else AdamW
+    opt_cls = OPTIMIZERS[p["optimizer"]]
     opt = opt_cls(model, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     schedule = p["schedule"]
     if schedule == "auto":  # cosine when every epoch runs, constant under early stopping

@@ -67,7 +67,7 @@ def _decide():
         return True, user, "Numba's per-user cache (numgru's own folder is read-only)"
     fallback = _fallback_dir()
     if _writable(fallback):
-        impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
         if _NumgruTempLocator not in impl._locator_classes:
             impl._locator_classes.append(_NumgruTempLocator)
         return True, fallback, ("a temporary folder (numgru's folder and Numba's per-user cache "

@@ -5,7 +5,7 @@ works in both). Nothing here runs on its own."""
 import math
 
 
-def _adam_math(p, grad, m, v, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
+def adam_math(p, grad, m, v, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
                decoupled, bias_correction1, bias_correction2_sqrt):
     """torch.optim.Adam / AdamW (single-tensor path) for one element: returns new (p, m, v).
     g <- g + wd·p (Adam, L2) or p <- p (1 - lr·wd) (AdamW, decoupled); m <- m + (1-β1)(g - m);
@@ -21,7 +21,7 @@ def _adam_math(p, grad, m, v, lr, one_minus_beta1, beta2, one_minus_beta2, eps, 
     return p + (-(lr / bias_correction1)) * (m / denom), m, v
 
 
-def _sgd_math(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+def sgd_math(p, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """torch.optim.SGD for one element: returns new (p, buf). d = g + wd·p; buf <- d (first
     step) or μ·buf + (1-dampening)·d; d <- d + μ·buf (Nesterov) or buf; p <- p - lr·d."""
     d = grad

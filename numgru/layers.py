@@ -20,7 +20,7 @@ from .errors import CacheTooLargeError
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def _as_dtype(dtype):
+def as_dtype(dtype):
     try:
         name = np.dtype(dtype).name
     except TypeError:
@@ -30,7 +30,7 @@ def _as_dtype(dtype):
     return np.dtype(_DTYPES[name])
 
 
-def _as_float_array(name, value, dtype):
+def as_float_array(name, value, dtype):
     """np.asarray(value) cast to dtype, refusing what is not numeric or not finite."""
     if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
         arr = value  # the common case: nothing to convert, only the finiteness to check
@@ -58,7 +58,7 @@ def _input(ops, name, value, dtype):
     """value as an array of the layer's device: host values checked here, device arrays by ops."""
     if backend.is_device_array(value):
         return ops.accept_device(name, value, dtype)
-    return ops.to_device(_as_float_array(name, value, dtype))
+    return ops.to_device(as_float_array(name, value, dtype))
 
 
 def _check_return_device(ops, return_device):
@@ -75,7 +75,7 @@ _CACHE_VALUES = {"cpu": 4 + 1, "numpy": 9 + 1}
 _ALWAYS_FITS = 64 << 20  # caches below 64 MiB are not checked
 
 
-def _check_training_memory(layer, shape, batch_first, what="forward(train=True)"):
+def check_training_memory(layer, shape, batch_first, what="forward(train=True)"):
     """Refuse (CacheTooLargeError) a training forward over x of this shape whose cache would not
     fit in the memory available (`numgru._memory`), before anything is allocated. Host
     backends only (a device's memory is the device's)."""
@@ -104,7 +104,7 @@ def _check_shape(name, arr, expected):
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
 
 
-class _Parameters:
+class Parameters:
     """Named parameters and their gradients as views into two flat buffers (the optimizer's view)."""
 
     def _init_parameters(self, shapes, hidden_size, dtype, rng):
@@ -152,7 +152,7 @@ class _Parameters:
         for name, arr in staged.items():
             self._ops.assign(self.params[name], arr)
 
-    def _bind_buffers(self, flat_params, flat_grads):
+    def bind_buffers(self, flat_params, flat_grads):
         """Move parameters and gradients, values kept, into caller-owned 1-D buffers of this
         layer's size, dtype and device (views into a larger buffer): a model holds all its layers
         in one buffer this way, so that its optimizer update stays one loop (one kernel)."""
@@ -182,7 +182,7 @@ class _Parameters:
         return [(name, self.params[name], self.grads[name]) for name in self._shapes]
 
 
-class GRU(_Parameters):
+class GRU(Parameters):
     """Multi-layer, optionally bidirectional GRU with torch.nn.GRU's parameter names, shapes,
     gate order and packed-sequence semantics, but not quite a drop-in: batch_first defaults to
     True here (x (B, T, I), the layout of the rest of numgru), where torch.nn.GRU defaults to
@@ -204,11 +204,12 @@ class GRU(_Parameters):
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
         self.reset_after = bool(reset_after)
-        self.dtype = _as_dtype(dtype)
+        self.dtype = as_dtype(dtype)
         self.device = backend.resolve(device)
         self._backend = backend.get(self.device)
         self._ops = backend.array_ops(self.device)
-        self._rng = np.random.default_rng(seed)
+        # the dropout masks are drawn from it; the trainers save, restore and slice it
+        self.dropout_rng = np.random.default_rng(seed)
         self.num_directions = 2 if self.bidirectional else 1
         H, D = self.hidden_size, self.num_directions
         shapes = {}
@@ -220,7 +221,7 @@ class GRU(_Parameters):
                 if self.bias:
                     shapes[f"bias_ih_l{k}{s}"] = (3 * H,)
                     shapes[f"bias_hh_l{k}{s}"] = (3 * H,)
-        self._init_parameters(shapes, H, self.dtype, self._rng)
+        self._init_parameters(shapes, H, self.dtype, self.dropout_rng)
         self._zero_bias = self._ops.zeros(3 * H, self.dtype)
         # The training cache of this thread's last forward(train=True): the backend's GRUCache
         # per layer and direction, the dropout masks, the shapes (one per calling thread).
@@ -262,7 +263,7 @@ class GRU(_Parameters):
             _check_shape("h0", h0, (LD, B, self.hidden_size))
         if backend.is_device_array(lengths):
             lengths = self._ops.to_host(lengths)  # checked on the host: it is B integers
-        lengths = self._ops.to_device(_check_lengths(lengths, B, T))
+        lengths = self._ops.to_device(check_lengths(lengths, B, T))
         return x, h0, lengths
 
     # -- forward and backward --
@@ -295,7 +296,7 @@ class GRU(_Parameters):
         """
         _check_return_device(self._ops, return_device)
         if train and hasattr(x, "shape"):
-            _check_training_memory(self, tuple(x.shape), self.batch_first)
+            check_training_memory(self, tuple(x.shape), self.batch_first)
         x_in = x
         x, h0, lengths = self._check_inputs(x, h0, lengths)
         be, ops, H, D = self._backend, self._ops, self.hidden_size, self.num_directions
@@ -320,7 +321,7 @@ class GRU(_Parameters):
             layer_out = outs[0] if D == 1 else ops.concat_last(outs)
             if train and self.dropout > 0 and k < self.num_layers - 1:
                 keep = 1.0 - self.dropout
-                mask = (self._rng.random(layer_out.shape) < keep).astype(self.dtype) / keep
+                mask = (self.dropout_rng.random(layer_out.shape) < keep).astype(self.dtype) / keep
                 mask = ops.to_device(mask)
                 layer_out = ops.mul(layer_out, mask)
                 masks.append(mask)
@@ -395,7 +396,7 @@ class GRU(_Parameters):
         return p[f"weight_ih_l{k}{s}"], p[f"weight_hh_l{k}{s}"], self._zero_bias, self._zero_bias
 
 
-def _check_lengths(lengths, B, T):
+def check_lengths(lengths, B, T):
     if lengths is None:
         return np.full(B, T, np.int64)
     arr = np.asarray(lengths)
@@ -414,7 +415,7 @@ def _check_lengths(lengths, B, T):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-class GRUCell(_Parameters):
+class GRUCell(Parameters):
     """One GRU step, h1 = cell(x, h), the counterpart of torch.nn.GRUCell (for streaming)."""
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype="float32",
@@ -423,7 +424,7 @@ class GRUCell(_Parameters):
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
         self.reset_after = bool(reset_after)
-        self.dtype = _as_dtype(dtype)
+        self.dtype = as_dtype(dtype)
         self.device = backend.resolve(device)
         self._backend = backend.get(self.device)
         self._ops = backend.array_ops(self.device)
@@ -451,8 +452,8 @@ class GRUCell(_Parameters):
                                 p["weight_hh"], p["bias_ih"] if self.bias else self._zero_bias,
                                 p["bias_hh"] if self.bias else self._zero_bias, self.reset_after)
         if h1 is None:  # the kernel found NaN or Inf: name the culprit
-            _as_float_array("x", x, self.dtype)
-            _as_float_array("h", h2, self.dtype)
+            as_float_array("x", x, self.dtype)
+            as_float_array("h", h2, self.dtype)
         return h1.reshape(h_shape)
 
     def _check_step_inputs(self, x, h):

@@ -11,13 +11,13 @@ import numpy as np
 
 from . import backend
 from ._checks import positive_int
-from .layers import (GRU, _as_dtype, _as_float_array, _check_lengths, _check_training_memory,
-                     _Parameters)
+from .layers import (GRU, as_dtype, as_float_array, check_lengths, check_training_memory,
+                     Parameters)
 
 HEADS = ("last", "sequence")
 
 
-class Linear(_Parameters):
+class Linear(Parameters):
     """y = x W^T + b over the last axis, the counterpart of torch.nn.Linear.
 
     Parameters `weight` (out_features, in_features) and `bias` (out_features,), both drawn from
@@ -31,7 +31,7 @@ class Linear(_Parameters):
         self.in_features = positive_int("in_features", in_features)
         self.out_features = positive_int("out_features", out_features)
         self.bias = bool(bias)
-        self.dtype = _as_dtype(dtype)
+        self.dtype = as_dtype(dtype)
         self.device = backend.resolve(device)
         self._ops = backend.array_ops(self.device)
         shapes = {"weight": (self.out_features, self.in_features)}
@@ -49,7 +49,7 @@ class Linear(_Parameters):
 
     def forward(self, x, train=False):
         """x (..., in_features) -> (..., out_features). With train=True, keeps x for backward."""
-        x = _as_float_array("x", x, self.dtype)
+        x = as_float_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected a last axis of size {self.in_features}, got shape "
                              f"{x.shape}")
@@ -67,7 +67,7 @@ class Linear(_Parameters):
         if cached is None:
             raise RuntimeError("backward: call forward(x, train=True) first")
         x2, x_shape = cached
-        dout = _as_float_array("dout", dout, self.dtype)
+        dout = as_float_array("dout", dout, self.dtype)
         expected = x_shape[:-1] + (self.out_features,)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
@@ -102,7 +102,7 @@ class GRUModel:
                        dtype=dtype, device=device, seed=gru_seed)
         # The GRU drew its weights from gru_seed; its dropout masks come from a stream of their
         # own, so that the weights do not depend on whether dropout is used.
-        self.gru._rng = np.random.default_rng(dropout_seed)
+        self.gru.dropout_rng = np.random.default_rng(dropout_seed)
         self.output_size = positive_int("output_size", output_size)
         D = self.gru.num_directions
         self.fc = Linear(D * self.gru.hidden_size, self.output_size, dtype=dtype,
@@ -115,8 +115,8 @@ class GRUModel:
         n_gru, n_fc = self.gru.flat_params.size, self.fc.flat_params.size
         self.flat_params = self._ops.empty(n_gru + n_fc, self.dtype)
         self.flat_grads = self._ops.zeros(n_gru + n_fc, self.dtype)
-        self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
-        self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
+        self.gru.bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
+        self.fc.bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
         self._cache = threading.local()
 
     # -- configuration --
@@ -260,15 +260,15 @@ class GRUModel:
         generation). With train=True, keeps what backward needs and applies dropout; a cache
         that would not fit in memory raises CacheTooLargeError first (see GRU.forward)."""
         if train and hasattr(x, "shape"):
-            _check_training_memory(self.gru, tuple(x.shape), True, "GRUModel.forward(train=True)")
-        x = _as_float_array("x", x, self.dtype)
+            check_training_memory(self.gru, tuple(x.shape), True, "GRUModel.forward(train=True)")
+        x = as_float_array("x", x, self.dtype)
         if x.ndim != 3:
             raise ValueError(f"x: expected a 3-D array (B, T, input_size), got {x.ndim}-D shape "
                              f"{x.shape}")
         B, T = x.shape[0], x.shape[1]
         if B == 0 or T == 0:
             raise ValueError(f"x: expected at least one sequence and one step, got shape {x.shape}")
-        lengths = _check_lengths(lengths, B, T)
+        lengths = check_lengths(lengths, B, T)
         y, h_n = self.gru.forward(x, h0=h0, lengths=lengths, train=train)  # y (B, T, D·H)
         if self.head == "last":
             last = lengths - 1
@@ -291,25 +291,26 @@ class GRUModel:
         it) and its gradient. Adds the gradients into grads (zero them first); returns
         (out, loss).
 
-        A first pass runs the chunks in order (in training mode only where dropout draws masks;
-        no training cache is kept) and keeps the state entering each chunk (num_layers·B·H values per chunk), the random state its dropout masks start
-        from, and what the head reads (the last valid step, or the head's output at every
-        step); the loss follows from the whole output. A second pass, from the last chunk to
-        the first, runs each chunk's forward again from its state (drawing the same masks) and
-        its backward, fed the gradient that flows in from the later chunks. One more forward
-        pass than forward + backward; rows whose sequence ended before a chunk sit it out.
+        A first pass runs the chunks in order (in training mode only where dropout draws masks; no
+        training cache is kept) and keeps the state entering each chunk (num_layers·B·H values per
+        chunk), the random state its dropout masks start from, and what the head reads (the last
+        valid step, or the head's output at every step); the loss follows from the whole output. A
+        second pass, from the last chunk to the first, runs each chunk's forward again from its
+        state (drawing the same masks) and its backward, fed the gradient that flows in from the
+        later chunks. One more forward pass than forward + backward; rows whose sequence ended
+        before a chunk sit it out.
         """
         gru = self.gru
         if gru.bidirectional:
             raise ValueError("chunk_steps: a bidirectional GRU reads each sequence from both "
                              "ends; training in chunks of time needs a unidirectional one")
         C = positive_int("chunk_steps", chunk_steps)
-        x = _as_float_array("x", x, self.dtype)
+        x = as_float_array("x", x, self.dtype)
         if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x: expected a 3-D array (B, T, input_size) with B, T >= 1, got "
                              f"shape {x.shape}")
         B, T = x.shape[:2]
-        lengths = _check_lengths(lengths, B, T)
+        lengths = check_lengths(lengths, B, T)
         L, H = gru.num_layers, gru.hidden_size
         starts = list(range(0, T, C))
         last = lengths - 1
@@ -331,7 +332,7 @@ class GRUModel:
         draws = gru.dropout > 0 and L > 1
         for c in range(len(starts)):
             entry.append(h.copy())
-            masks_from.append(gru._rng.bit_generator.state)
+            masks_from.append(gru.dropout_rng.bit_generator.state)
             s, e, rows, y, h_rows = chunk(c, h, train=draws)
             gru._cache.value = None
             h[:, rows] = h_rows
@@ -340,20 +341,20 @@ class GRUModel:
                 y_last[rows[here]] = y[here, last[rows[here]] - s]
             else:
                 out[rows, s:e] = self.fc(y)
-        after = gru._rng.bit_generator.state
+        after = gru.dropout_rng.bit_generator.state
         if self.head == "last":
             out = self.fc.forward(y_last, train=True)  # the head runs once, on every last step
         else:
             out[~(np.arange(T)[None, :] < lengths[:, None])] = 0
         loss, dout = loss_fn(out)
-        dout = _as_float_array("dout", dout, self.dtype)
+        dout = as_float_array("dout", dout, self.dtype)
         if dout.shape != out.shape:
             raise ValueError(f"dout: expected shape {out.shape}, got {dout.shape}")
         dh = np.zeros((L, B, H), self.dtype)
         if self.head == "last":
             dy_last = self.fc.backward(dout)  # (B, H): fed to each row's last step below
         for c in reversed(range(len(starts))):
-            gru._rng.bit_generator.state = masks_from[c]
+            gru.dropout_rng.bit_generator.state = masks_from[c]
             s, e, rows, y, _ = chunk(c, entry[c])
             if self.head == "last":
                 dy = np.zeros_like(y)
@@ -366,7 +367,7 @@ class GRUModel:
                                       .astype(self.dtype, copy=False))
             _, dh_rows = gru.backward(dy, dh[:, rows])
             dh[:, rows] = dh_rows
-        gru._rng.bit_generator.state = after
+        gru.dropout_rng.bit_generator.state = after
         return out, loss
 
     def backward(self, dout, dh_n=None):
@@ -375,7 +376,7 @@ class GRUModel:
         if cached is None:
             raise RuntimeError("backward: call forward(x, ..., train=True) first")
         B, T, lengths, y_shape = cached
-        dout = _as_float_array("dout", dout, self.dtype)
+        dout = as_float_array("dout", dout, self.dtype)
         expected = (B, self.output_size) if self.head == "last" else (B, T, self.output_size)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")

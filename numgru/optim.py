@@ -15,17 +15,17 @@ from numba import njit
 from . import backend
 from ._checks import is_number, non_negative_int, positive_int
 from ._jit import CACHE
-from ._optim_math import _adam_math, _sgd_math
+from ._optim_math import adam_math, sgd_math
 
 
-_adam_element = njit(cache=CACHE, inline="always")(_adam_math)
-_sgd_element = njit(cache=CACHE, inline="always")(_sgd_math)
+_adam_element = njit(cache=CACHE, inline="always")(adam_math)
+_sgd_element = njit(cache=CACHE, inline="always")(sgd_math)
 
 
 @njit(cache=CACHE)
 def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
                  weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
-    """_adam_math over a flat span: p, g, exp_avg, exp_avg_sq are 1-D arrays of one size."""
+    """adam_math over a flat span: p, g, exp_avg, exp_avg_sq are 1-D arrays of one size."""
     for i in range(p.size):
         p[i], exp_avg[i], exp_avg_sq[i] = _adam_element(
             p[i], g[i], exp_avg[i], exp_avg_sq[i], lr, one_minus_beta1, beta2, one_minus_beta2,
@@ -34,7 +34,7 @@ def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minu
 
 @njit(cache=CACHE)
 def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
-    """_sgd_math over a flat span: p, g, buf are 1-D arrays of one size."""
+    """sgd_math over a flat span: p, g, buf are 1-D arrays of one size."""
     for i in range(p.size):
         p[i], buf[i] = _sgd_element(p[i], g[i], buf[i], lr, momentum, dampening, weight_decay,
                                     nesterov, first)

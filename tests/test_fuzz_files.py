@@ -327,7 +327,7 @@ def test_npz_data_that_lies(tmp_path, monkeypatch):
     np.save(tmp_path / "single.npy", X)
     os.replace(tmp_path / "single.npy", tmp_path / "single.npz")
     (tmp_path / "folder.npz").mkdir()
-    for what, (path, match) in cases.items():
+    for path, match in cases.values():
         _refused(ng.load_npz, path, ng.DataFormatError, match)
     assert not marker.exists(), "loading an object array ran its pickle"
     # A compressed file whose entries declare more memory than there is: refused from the zip
@@ -373,7 +373,7 @@ def test_text_files_that_lie(tmp_path, monkeypatch):
         "a folder": (tmp_path / "dir.ts", "cannot be read as text"),
     }
     (tmp_path / "dir.ts").mkdir()
-    for what, (path, match) in ts_cases.items():
+    for path, match in ts_cases.values():
         _refused(ng.load_ts, path, ng.DataFormatError, match)
     csv_cases = {
         "a NUL byte": (write("nul.csv", "a,b\n1,\x002\n"), "'\\x002' is not a number"),
@@ -386,7 +386,7 @@ def test_text_files_that_lie(tmp_path, monkeypatch):
         "a header narrower than its rows": (write("narrow.csv", "year\n1900,1\n1901,2\n"),
                                             "the header names 1 columns, the rows have 2"),
     }
-    for what, (path, match) in csv_cases.items():
+    for path, match in csv_cases.values():
         _refused(ng.load_csv, path, ng.DataFormatError, match)
     # Oversized: a gzip bomb (64 MiB of text in a small file) against a text limit of 1 MiB
     # (a quarter of the memory available, here patched small), and padding one long case with
@@ -534,7 +534,7 @@ def test_checkpoints_that_lie(seeds, tmp_path):
         "a schedule's NaN": (("scheduler", "base_lr"), float("nan"), "base_lr: expected a "
                                                                      "finite number"),
     }
-    for what, (field, value, match) in resume_cases.items():
+    for field, value, match in resume_cases.values():
         out = _rewrite(src, tmp_path / "r.npz", lambda m: _set(m, field, value))
         _refused(_resume, out, CheckpointError, match)
 
@@ -565,7 +565,7 @@ def test_safetensors_that_lie(tmp_path, seeds):
                                                                      "dtype": "X99"}}),
         "a header that is a list": st("list.safetensors", [1, 2, 3]),
     }
-    for what, path in cases.items():
+    for path in cases.values():
         _refused(ng.load_weights, path, ValueError, "not a readable .safetensors file")
     # A dtype numpy lacks is named (bfloat16 gets its own advice).
     _refused(ng.load_weights, st("f8.safetensors", {"w": {"dtype": "F8_E5M2", "shape": [4],

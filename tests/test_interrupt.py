@@ -1,10 +1,9 @@
 """Ctrl-C during a long CPU pass: control comes back within a bounded time and the layer stays
 usable (its next calls give the reference's results).
-
-A child process starts a pass that takes about 4 s on its machine, a timer thread in it sends
-the process SIGINT after 0.3 s, and the child reports when KeyboardInterrupt reached it. The compiled parts cannot
-be interrupted; a long pass runs them on other threads while the main thread waits in short
-timed waits, then stops them (each leaves at its next step) before raising. Tried: inference,
+ A child process starts a pass that takes about 4 s on its machine, a timer thread in it sends the
+process SIGINT after 0.3 s, and the child reports when KeyboardInterrupt reached it. The compiled
+parts cannot be interrupted; a long pass runs them on other threads while the main thread waits in
+short timed waits, then stops them (each leaves at its next step) before raising. Tried: inference,
 the training forward and the backward pass; one part (on a thread of its own) and two parts (on
 numgru's pool).
 """

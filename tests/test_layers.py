@@ -247,7 +247,8 @@ def test_state_dict_missing_extra_or_misshapen(gru):
     sd = gru.state_dict()
     before = gru.state_dict()
     sd["weight_hh_l1"] = np.zeros((12, 5))
-    with pytest.raises(ValueError, match=r"state_dict\['weight_hh_l1'\]: expected shape \(12, 4\), got \(12, 5\)"):
+    with pytest.raises(ValueError, match=r"state_dict\['weight_hh_l1'\]: expected shape "
+                                         r"\(12, 4\), got \(12, 5\)"):
         gru.load_state_dict(sd)
     # All or nothing: a failed load changes no parameter.
     assert all(np.array_equal(gru.params[k], v) for k, v in before.items())

@@ -87,7 +87,7 @@ def test_dropout_between_layers_matches_finite_differences(rng):
     wh = np.zeros((3, B, H))
 
     def f():
-        gru._rng = np.random.default_rng(99)
+        gru.dropout_rng = np.random.default_rng(99)
         y, h_n = gru.forward(x, train=True)
         return _loss(y, h_n, wy, wh)
 

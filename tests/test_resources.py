@@ -120,10 +120,10 @@ def test_chunked_gradients_with_dropout_match_finite_differences():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 9, 2))
     target = rng.standard_normal((2, 1))
-    start = model.gru._rng.bit_generator.state
+    start = model.gru.dropout_rng.bit_generator.state
 
     def loss():
-        model.gru._rng.bit_generator.state = start
+        model.gru.dropout_rng.bit_generator.state = start
         model.zero_grad()
         return model.forward_backward_chunked(x, lambda o: ng.mse_loss(o, target), 4)[1]
 

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..optim import OPTIMIZERS
 from .prep import TASKS, CLIError, Preparation, prepare_training
 
 # -- train --
@@ -101,13 +102,9 @@ def _build_trainer(args, prep):
 
 
 def _build_optimizer(args, model):
-    from ..optim import SGD, Adam, AdamW, CosineLR, StepLR
-    if args.optimizer == "adam":
-        opt = Adam(model, lr=args.lr, weight_decay=args.weight_decay)
-    elif args.optimizer == "adamw":
-        opt = AdamW(model, lr=args.lr, weight_decay=args.weight_decay)
-    else:
-        opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    from ..optim import CosineLR, StepLR
+    extra = {"momentum": args.momentum} if args.optimizer == "sgd" else {}
+    opt = OPTIMIZERS[args.optimizer](model, lr=args.lr, weight_decay=args.weight_decay, **extra)
     if args.schedule == "cosine":
         sched = CosineLR(opt, T_max=args.epochs)
     elif args.schedule == "step":
@@ -122,7 +119,7 @@ def _run_folder(trainer, out_dir):
     if trainer.world_size == 1:
         os.makedirs(out_dir, exist_ok=True)
         return out_dir
-    dp = trainer._dp
+    dp = trainer.data_parallel
     made = dp.on_root(f"creating the run folder {out_dir}",
                       lambda: os.makedirs(out_dir, exist_ok=True) or out_dir)
     return dp.group.bcast(made)
@@ -139,7 +136,7 @@ def _run_summary(args, prep, trainer, train, validation, test):
 def _parallel_note(trainer):
     if trainer.world_size == 1:
         return ""
-    dp = trainer._dp
+    dp = trainer.data_parallel
     n = str(dp.threads or os.environ.get("NUMGRU_NUM_THREADS") or "")
     each = f"{n} thread{'' if n == '1' else 's'} each" if n else "each with the CPUs it may use"
     mode = f", deterministic in chunks of {dp.chunk} row(s)" if dp.chunk else ""
@@ -501,7 +498,7 @@ def _add_train_command(sub):
                    help="train this many epochs (cosine schedule); default: up to 200 with early "
                    "stopping on a 10%% validation split, the best epoch kept")
     t.add_argument("--batch-size", type=_positive(int), default=D["batch_size"])
-    t.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=D["optimizer"])
+    t.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=D["optimizer"])
     t.add_argument("--lr", type=_positive(float), default=D["lr"])
     t.add_argument("--weight-decay", type=float, default=D["weight_decay"])
     t.add_argument("--momentum", type=float, default=0.9, help="for sgd (0.9)")

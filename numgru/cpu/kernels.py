@@ -1,11 +1,11 @@
 """Numba CPU backend: @njit kernels for one GRU layer and one direction, the backend contract's
 functions (numgru/contract.py).
 
-A layer pass (`forward`, `backward`) runs as P parts (`_sync.run_parts`: compiled `nogil` kernels
+A layer pass (`forward`, `backward`) runs as P parts (`sync.run_parts`: compiled `nogil` kernels
 on numgru's own Python threads, P = min(threads allowed, weight panels), 1 for small products).
 Each part owns a slice of the hidden units and packs its own panels of the weights once per call;
 the parts meet at an atomic barrier once per step (twice for reset_after=False), since every
-step reads the whole previous state. Every matrix product runs in the register tile of `_tile`
+step reads the whole previous state. Every matrix product runs in the register tile of `tile`
 (LLVM vector IR, fused multiply-adds into accumulators held in registers). Per step and part:
 - forward: h W_hh^T for its units' three gates, their gate math (_gates, shared with the CUDA
   kernels: one fused loop per row, float32 sigmoid/tanh from _mathfn that LLVM vectorises 16
@@ -16,13 +16,13 @@ step reads the whole previous state. Every matrix product runs in the register t
   the rows of dx and, every ~128 rows, the rows of dW_ih, dW_hh and the biases for its units
   (float32 chains of about _FLUSH_ROWS rows added into float64 sums); after the barrier, its
   slice of dgh W_hh into dh.
-Work in a window needs nothing the other parts write in that step, so a part that is ahead
-does it instead of spinning. Every entry's arithmetic is the same whatever the partition, so results do not depend on the
-number of threads (tested bit for bit). No BLAS call is made in these passes: an OpenBLAS thread
-pool spin-waits after each call and, sharing the cores with the parts, slowed the per-step
-barriers down several times. No Numba threading layer is used either (its OpenMP pool spins
-against BLAS, its workqueue pool aborts on concurrent callers); a second caller while the
-parts are busy runs its pass as one part on its own thread, with the same results.
+Work in a window needs nothing the other parts write in that step, so a part that is ahead does it
+instead of spinning. Every entry's arithmetic is the same whatever the partition, so results do not
+depend on the number of threads (tested bit for bit). No BLAS call is made in these passes: an
+OpenBLAS thread pool spin-waits after each call and, sharing the cores with the parts, slowed the
+per-step barriers down several times. No Numba threading layer is used either (its OpenMP pool spins
+against BLAS, its workqueue pool aborts on concurrent callers); a second caller while the parts are
+busy runs its pass as one part on its own thread, with the same results.
 
 The GRUCell step (`step`) keeps BLAS GEMMs on the weights as stored: one step at a small batch
 does not pay for packing them.
@@ -32,8 +32,8 @@ gates (4, T, B, H) = r, z, n, hn, plus a reference to the input x: T·B·(4H + I
 state entering each step is not stored: for a valid step it is the previous valid step's output
 (y[t-1] forward, y[t+1] reverse) or h0.
 
-Numba caches these kernels per source file: after editing _mathfn.py, _gates.py, _tile.py,
-_sync.py or _blas.py alone, delete numgru/__pycache__/*.nbi / *.nbc (a fresh install or clone
+Numba caches these kernels per source file: after editing _mathfn.py, _gates.py, tile.py
+or sync.py alone, delete numgru/cpu/__pycache__/*.nbi / *.nbc (a fresh install or clone
 never has stale ones).
 
 Shapes, layouts and conventions: see contract.py. Inputs are trusted: layers.py checks them once.
@@ -51,7 +51,7 @@ from .._jit import CACHE
 
 from .. import _gates
 from ..contract import GRUCache
-from .plan import _SURE_SERIAL, plan
+from .plan import SURE_SERIAL, plan
 from .sync import CTRL_SIZE, arrive, atomic_load, barrier, max_threads, run_parts, wait
 from .tile import prefer_wide_vectors, row_dots, tile, tile_functions, vector_length
 from .view import copy_n, ptr, view, zero_n
@@ -335,7 +335,7 @@ def _pass_parts(kind, dtype, B, H, panels):
     """(parts, trial) for a layer pass from this machine's plan (`_plan`): near the crossover the
     first calls of a size try one part and all of them, timed per step. Buffers sized for a
     number of parts must be sized for this one (a busy pool runs fewer, never more)."""
-    if 6 * B * H * H < _SURE_SERIAL:  # small: no plan to ask (its bookkeeping would show)
+    if 6 * B * H * H < SURE_SERIAL:  # small: no plan to ask (its bookkeeping would show)
         return 1, None
     return plan().parts(kind, dtype.name, B, H, max(1, min(max_threads(), panels)))
 
@@ -830,8 +830,8 @@ def _backward_part(p, P, ctrl, fns, x, y, h0, gates, lengths, reverse, w_hh, w_i
         if not wait(ctrl, P, nbar):
             return False
         if dgh3 is not None:
-            tile(fns, 2, view(dgh3, off, B * G), zero_i, G, one_i, B, whpf, u0 * 3 * H * PW, 3 * H * PW, PW, 3 * H,
-                     dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
+            tile(fns, 2, view(dgh3, off, B * G), zero_i, G, one_i, B, whpf, u0 * 3 * H * PW,
+                 3 * H * PW, PW, 3 * H, dprodf, u0 * PW, PW, DP, VL, u1 - u0, fresh)
         else:
             # r enters through W_hn (r ⊙ h): its gradient needs every unit's da_n first.
             tile(fns, 2, dgi, 2 * H, G, one_i, B, whpf, u0 * 3 * H * PW + 2 * H * PW, 3 * H * PW, PW,

@@ -26,7 +26,7 @@ import tempfile
 import threading
 
 _RULE_FLOPS = 1 << 20
-_SURE_SERIAL = 1 << 16
+SURE_SERIAL = 1 << 16
 _SURE_PARALLEL = 1 << 24
 _RUN = 3  # calls of one candidate in a row (the first not timed)
 _ROUNDS = 3  # turns of each candidate
@@ -80,7 +80,7 @@ class Plan:
         """(parts for this call, trial key or None): `most` is the largest sensible count."""
         work = 6 * B * H * H
         rule = most if work >= _RULE_FLOPS else 1
-        if most <= 1 or not _enabled() or work < _SURE_SERIAL or work >= _SURE_PARALLEL:
+        if most <= 1 or not _enabled() or work < SURE_SERIAL or work >= _SURE_PARALLEL:
             return rule, None
         key = f"{kind}/{dtype}/{B}x{H}/{most}"
         with self._lock:

@@ -347,7 +347,7 @@ def max_threads():
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}")
+            raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}") from None
         if n < 1:
             raise ValueError(f"NUMGRU_NUM_THREADS: expected a positive integer, got {env!r}")
         return n

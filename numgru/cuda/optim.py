@@ -2,17 +2,17 @@
 span.
 
 Imported only when an optimizer holds parameters that live on the GPU, so that numgru never loads
-numba.cuda for host work. Each kernel applies optim.py's per-element arithmetic (_adam_math,
-_sgd_math), compiled here as device functions: the host loops and these kernels share one source.
+numba.cuda for host work. Each kernel applies optim.py's per-element arithmetic (adam_math,
+sgd_math), compiled here as device functions: the host loops and these kernels share one source.
 """
 
 from numba import cuda
 
-from .._optim_math import _adam_math, _sgd_math
+from .._optim_math import adam_math, sgd_math
 from .kernel import launch_1d
 
-_adam_device = cuda.jit(device=True)(_adam_math)
-_sgd_device = cuda.jit(device=True)(_sgd_math)
+_adam_device = cuda.jit(device=True)(adam_math)
+_sgd_device = cuda.jit(device=True)(sgd_math)
 
 
 @cuda.jit

@@ -129,7 +129,10 @@ def _build_graph(onnx, gru, head, opset, with_lengths, with_h0):
         tbdh = node("Transpose", [y_k], [f"Y_tbdh_l{k}"], perm=[0, 2, 1, 3])
         seq = node("Reshape", [tbdh, "keep_time_batch"], [f"y_l{k}"])  # [time, batch, D·H]
         states.append(h_k)
-    h_n = node("Concat", states, ["h_n"], axis=0) if L > 1 else node("Identity", states, ["h_n"])
+    if L > 1:
+        node("Concat", states, ["h_n"], axis=0)
+    else:
+        node("Identity", states, ["h_n"])
     state_info = helper.make_tensor_value_info("h_n", elem, [L * D, "batch", H])
     if head is None:
         if batch_first:
@@ -743,7 +746,7 @@ def _sym_compare(f, ins, attrs, node):
             and b.offset == 0):
         f.fail(f"{node.op_type} of {_what(a)} and {_what(b)}: numgru maps only the valid-step "
                f"mask arange(time) < lengths")
-    T, B = b.sizes["T"], b.sizes["B"]
+    T = b.sizes["T"]
     t = np.asarray(a)
     nonunit = [i for i, n in enumerate(t.shape) if n != 1]
     sa, sb = _broadcast_axes(f, t, b)
@@ -852,7 +855,7 @@ def _sym_concat(f, ins, attrs, node):
         f.fail("concatenates final states with initial states")
     rank = len(ins[0].axes)
     axis = _norm(attrs["axis"], rank, f)
-    blocks = []
+    blocks, first_rest = [], None
     for v in ins:
         if len(v.axes) != rank:
             f.fail("concatenates states of different ranks")
@@ -1217,7 +1220,7 @@ def load_onnx(path, dtype=None, device="auto"):
 
 
 def _build_model(info, dtype, device, path):
-    from ..layers import GRU, _as_dtype
+    from ..layers import GRU, as_dtype
     from ..model import GRUModel
     if dtype is None:
         x_dtype = np.dtype(info["x_dtype"])
@@ -1225,7 +1228,7 @@ def _build_model(info, dtype, device, path):
             raise OnnxImportError(f"{path}: the graph computes in {x_dtype}; pass "
                                   f"dtype='float32' or 'float64' to load it in one of those")
         dtype = x_dtype.name
-    dtype = _as_dtype(dtype).name
+    dtype = as_dtype(dtype).name
     layers = info["layers"]
     L, D, H, I = len(layers), info["D"], info["H"], info["I"]
     sd = {}

@@ -433,7 +433,7 @@ class DataParallel:
         comm = resolve_comm(distributed)
         self.group = group_for(comm)
         self.trainer = trainer
-        self.chunk = _check_deterministic(deterministic)
+        self.chunk = check_deterministic(deterministic)
         self.threads = None
         model = trainer.model
         self._ops = model._ops
@@ -509,7 +509,7 @@ class DataParallel:
         meta = g.bcast({"optimizer": head, "buffers": sizes,
                         "scheduler": None if tr.scheduler is None else tr.scheduler.state_dict(),
                         "global_step": tr.global_step,
-                        "dropout_rng": model.gru._rng.bit_generator.state,
+                        "dropout_rng": model.gru.dropout_rng.bit_generator.state,
                         "loop": loop, "arrays": specs})
         buffers = {}
         for name, span_sizes in meta["buffers"].items():
@@ -524,7 +524,7 @@ class DataParallel:
             if tr.scheduler is not None and meta["scheduler"] is not None:
                 tr.scheduler.load_state_dict(meta["scheduler"])
             tr.global_step = meta["global_step"]
-            model.gru._rng.bit_generator.state = meta["dropout_rng"]
+            model.gru.dropout_rng.bit_generator.state = meta["dropout_rng"]
         out = None
         if meta["arrays"] is not None:
             out = {}
@@ -587,7 +587,7 @@ class DataParallel:
         if not (gru.dropout > 0 and gru.num_layers > 1):
             return None
         shape = (T, B, gru.num_directions * gru.hidden_size)
-        return [gru._rng.random(shape) for _ in range(gru.num_layers - 1)]
+        return [gru.dropout_rng.random(shape) for _ in range(gru.num_layers - 1)]
 
     def _pass(self, X, lengths, y, rows, a, b, n_global, mask, masks, metrics):
         """Forward and backward on global rows [a, b) (indices `rows` into X), adding their part
@@ -598,13 +598,13 @@ class DataParallel:
         if mask is not None:
             mb = np.asarray(mask[a:b, :xb.shape[1]], bool)
         gru = model.gru
-        saved = gru._rng
+        saved = gru.dropout_rng
         if masks is not None:
-            gru._rng = _DropoutSlices(masks, a, b)
+            gru.dropout_rng = _DropoutSlices(masks, a, b)
         try:
             out = model.forward(xb, lengths=lb, train=True)
         finally:
-            gru._rng = saved
+            gru.dropout_rng = saved
         loss, grad = tr.loss_fn(out, yb, mb)
         if not math.isfinite(loss):
             step = tr.global_step + 1
@@ -712,7 +712,7 @@ class DataParallel:
             totals, error = Totals(), None
             try:
                 for start in range(a, b, batch_size):
-                    tr._evaluate_batch(totals, X, lengths, y,
+                    tr.evaluate_batch(totals, X, lengths, y,
                                        np.arange(start, min(start + batch_size, b)))
             except Exception as e:
                 error = e
@@ -725,7 +725,7 @@ class DataParallel:
         try:
             for j, (s, e) in enumerate(bounds[k0:k1]):
                 totals = Totals()
-                tr._evaluate_batch(totals, X, lengths, y, np.arange(s, e))
+                tr.evaluate_batch(totals, X, lengths, y, np.arange(s, e))
                 vecs[j] = totals.vector()
         except Exception as e:
             error = e
@@ -800,7 +800,7 @@ def describe_launch():
     return lines, 0
 
 
-def _check_deterministic(deterministic):
+def check_deterministic(deterministic):
     """Rows per chunk for the deterministic mode, or None (off)."""
     if deterministic is None or deterministic is False:
         return None

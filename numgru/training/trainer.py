@@ -76,7 +76,7 @@ class Trainer:
         self.best_epoch = None
         self._saved_epoch = None  # the epoch of the fit checkpoint last written or read
         self._dp = None
-        chunk = _distributed._check_deterministic(deterministic)
+        chunk = _distributed.check_deterministic(deterministic)
         if (distributed is not None and distributed is not False) or chunk is not None:
             self._dp = _distributed.DataParallel(self, distributed, chunk)
 
@@ -84,6 +84,11 @@ class Trainer:
     def rank(self):
         """This process's rank in data-parallel training (0 without distribution)."""
         return 0 if self._dp is None else self._dp.rank
+
+    @property
+    def data_parallel(self):
+        """The DataParallel that runs this trainer's steps across ranks, or None."""
+        return self._dp
 
     @property
     def world_size(self):
@@ -215,11 +220,11 @@ class Trainer:
                 .result(self.metrics)
         totals = Totals()
         for start in range(0, len(X), batch_size):
-            self._evaluate_batch(totals, X, lengths, y,
+            self.evaluate_batch(totals, X, lengths, y,
                                  np.arange(start, min(start + batch_size, len(X))))
         return totals.result(self.metrics)
 
-    def _evaluate_batch(self, totals, X, lengths, y, index):
+    def evaluate_batch(self, totals, X, lengths, y, index):
         xb, lb, yb, mask = batch_rows(self.model, X, lengths, y, index)
         out = self.model(xb, lengths=lb)
         loss, _ = self.loss_fn(out, yb, mask)
@@ -422,7 +427,7 @@ class Trainer:
                     "best_value": state.best_value, "best_epoch": state.best_epoch,
                     "wait": state.wait, "history": self.history,
                     "shuffle_rng": self._shuffle_rng.bit_generator.state,
-                    "dropout_rng": self.model.gru._rng.bit_generator.state}
+                    "dropout_rng": self.model.gru.dropout_rng.bit_generator.state}
         arrays = {} if state.best_params is None else {"best_params": state.best_params}
         ckpt_io.save_checkpoint(path, self.model, self.optimizer, self.scheduler, training=training,
                                 extra=extra, arrays=arrays)
@@ -483,7 +488,7 @@ class Trainer:
             self.optimizer.load_state_dict(saved_opt)
             raise ckpt_io.CheckpointError(f"{path}: cannot resume from it: {e}") from None
         self._shuffle_rng.bit_generator.state = shuffle.bit_generator.state
-        self.model.gru._rng.bit_generator.state = dropout.bit_generator.state
+        self.model.gru.dropout_rng.bit_generator.state = dropout.bit_generator.state
         self.global_step = loop["global_step"]
         self.history = loop["history"]
         self._saved_epoch = loop["epoch"]
