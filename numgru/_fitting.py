@@ -6,6 +6,8 @@ Imports neither scikit-learn nor aeon: the wrappers check their inputs in their 
 hand this module padded float arrays (N, T, F) with lengths, and encoded targets.
 """
 
+import inspect
+
 import numpy as np
 
 from ._checks import fraction, is_number, positive_int, positive_number
@@ -19,13 +21,22 @@ from .training.trainer import Trainer
 # 200 epochs at a constant learning rate, stopped 25 epochs after the best validation loss, the
 # best epoch's weights restored. With less (BasicMotions: 40 sequences, whose 4 held out gave a
 # noisy loss that stopped some runs at 55% test accuracy): all data, 200 epochs, cosine schedule.
-DEFAULTS = {
-    "hidden_size": 64, "num_layers": 1, "bidirectional": True, "reset_after": True,
-    "dropout": 0.0, "epochs": 200, "batch_size": 16, "lr": 0.005, "weight_decay": 0.0,
-    "optimizer": "adam", "schedule": "auto", "clip_norm": 1.0, "validation_fraction": 0.1,
-    "min_validation_size": 20, "n_iter_no_change": 25, "standardize": True, "dtype": "float32",
-    "device": "auto", "random_state": None, "verbose": False,
-}
+def set_hyperparameters(self, hidden_size=64, num_layers=1, bidirectional=True, reset_after=True,
+                        dropout=0.0, epochs=200, batch_size=16, lr=0.005, weight_decay=0.0,
+                        optimizer="adam", schedule="auto", clip_norm=1.0,
+                        validation_fraction=0.1, min_validation_size=20, n_iter_no_change=25,
+                        standardize=True, dtype="float32", device="auto", random_state=None,
+                        verbose=False):
+    """The estimators' hyper-parameters, declared here alone: the scikit-learn and aeon estimators'
+    __init__ is this function (its signature is what their get_params reads), which stores each
+    argument unchecked, as both libraries require; fit checks them (check_params)."""
+    for name, value in locals().items():
+        if name != "self":
+            setattr(self, name, value)
+
+
+DEFAULTS = {name: p.default for name, p in inspect.signature(set_hyperparameters).parameters.items()
+            if name != "self"}
 
 
 def validation_split(y, fraction, rng, stratify, min_size=1):

@@ -34,31 +34,7 @@ class _GRUEstimator(BaseEstimator):
 
     _task = None
 
-    def __init__(self, hidden_size=64, num_layers=1, bidirectional=True, reset_after=True,
-                 dropout=0.0, epochs=200, batch_size=16, lr=0.005, weight_decay=0.0,
-                 optimizer="adam", schedule="auto", clip_norm=1.0, validation_fraction=0.1,
-                 min_validation_size=20, n_iter_no_change=25, standardize=True,
-                 dtype="float32", device="auto", random_state=None, verbose=False):
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.bidirectional = bidirectional
-        self.reset_after = reset_after
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.clip_norm = clip_norm
-        self.validation_fraction = validation_fraction
-        self.min_validation_size = min_validation_size
-        self.n_iter_no_change = n_iter_no_change
-        self.standardize = standardize
-        self.dtype = dtype
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    __init__ = _fitting.set_hyperparameters
 
     # -- inputs --
 
