@@ -364,7 +364,7 @@ class GRUModel:
                 valid = np.arange(s, e)[None, :] < lengths[rows][:, None]
                 dy = self.fc.backward(np.where(valid[:, :, None], dout[rows, s:e], 0)
                                       .astype(self.dtype, copy=False))
-            _, dh_rows = gru.backward(dy, dh[:, rows])
+            _, dh_rows = gru.backward(_finite_head_gradient(dy), dh[:, rows])
             dh[:, rows] = dh_rows
         gru._rng.bit_generator.state = after
         return out, loss
@@ -387,7 +387,17 @@ class GRUModel:
             valid = np.arange(T)[None, :] < lengths[:, None]
             dout = np.where(valid[:, :, None], dout, 0).astype(self.dtype, copy=False)
             dy = self.fc.backward(dout)
-        return self.gru.backward(dy, dh_n)
+        return self.gru.backward(_finite_head_gradient(dy), dh_n)
+
+
+def _finite_head_gradient(dy):
+    """dy, the gradient the head hands the GRU; FloatingPointError where it overflowed (finite
+    dout, weights grown so large that the product is not): numgru's own value, not the user's."""
+    if not np.isfinite(dy).all():
+        raise FloatingPointError("backward: the gradient flowing from the output layer into the "
+                                 "GRU contains NaN or Inf (an overflow: the weights or the loss "
+                                 "gradient are too large)")
+    return dy
 
 
 __all__ = ["Linear", "GRUModel", "HEADS"]

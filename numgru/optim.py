@@ -124,6 +124,22 @@ def _spans(params):
             for names, p_own, p0, p1, g_own, g0, g1 in runs]
 
 
+def _address_range(arr):
+    """[start, end) byte addresses of a contiguous host or device array."""
+    iface = arr.__cuda_array_interface__ if backend.is_device_array(arr) else arr.__array_interface__
+    start = iface["data"][0]
+    return start, start + arr.size * arr.dtype.itemsize
+
+
+def _inside(arr, buf):
+    """Whether arr's memory lies inside buf's (both host or both device arrays)."""
+    if backend.is_device_array(arr) != backend.is_device_array(buf):
+        return False
+    a0, a1 = _address_range(arr)
+    b0, b1 = _address_range(buf)
+    return b0 <= a0 and a1 <= b1
+
+
 def _host_copy(arr):
     return arr.copy_to_host() if backend.is_device_array(arr) else arr.copy()
 
@@ -192,6 +208,23 @@ class Optimizer:
     def __repr__(self):
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({hyper})"
+
+    def _check_bound_to(self, model, name="optimizer"):
+        """Raise ValueError unless every parameter and gradient this optimizer updates lies in
+        model's flat parameter and gradient buffers (an optimizer made for another model, or
+        for one of another size, would update that model's arrays and leave this one as it is)."""
+        flat_p, flat_g = getattr(model, "flat_params", None), getattr(model, "flat_grads", None)
+        if flat_p is None or flat_g is None:
+            return
+        for names, p, g in self.spans:
+            if not (_inside(p, flat_p) and _inside(g, flat_g)):
+                size = sum(p.size for _, p, _ in self.spans)
+                raise ValueError(
+                    f"{name}: this {type(self).__name__} was made for another model's parameters "
+                    f"({size} values, starting with {names[0]!r}), not for this "
+                    f"{type(model).__name__}'s ({flat_p.size} values): it would update the other "
+                    f"model and leave this one unchanged. Build it on this model, e.g. "
+                    f"{type(self).__name__}(model, ...)")
 
     def zero_grad(self):
         for _, _, g in self.spans:
