@@ -12,7 +12,7 @@ import numpy as np
 from . import backend
 from ._checks import positive_int
 from .layers import (GRU, _as_dtype, _as_float_array, _check_lengths, _check_training_memory,
-                     _Parameters)
+                     _Parameters, _pickled_state, _restore_state)
 
 HEADS = ("last", "sequence")
 
@@ -118,6 +118,16 @@ class GRUModel:
         self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
         self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
         self._cache = threading.local()
+
+    def __getstate__(self):
+        return _pickled_state(self)
+
+    def __setstate__(self, state):
+        # The layers arrive with buffers of their own: bound again as views into the model's.
+        _restore_state(self, state)
+        n_gru = self.gru.flat_params.size
+        self.gru._bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
+        self.fc._bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
 
     # -- configuration --
 

@@ -200,10 +200,36 @@ class Optimizer:
 
     def __init__(self, params, **hyperparameters):
         self.spans = _SpanList(_spans(params))
+        # The layer or model whose parameters these are: a copy of the optimizer (copy.deepcopy,
+        # pickle) takes its spans from the copy of it (triples given as such copy as arrays).
+        self._source = params if hasattr(params, "parameters") and callable(params.parameters) \
+            else None
         self.__dict__.update(self._checked(hyperparameters))
         self.step_count = 0
         self.state = {name: [self.spans.zeros_like(p) for _, p, _ in self.spans]
                       for name in self._buffers}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self._source is not None:
+            del state["spans"]  # views into the source's buffers: made again from its copy
+        state["state"] = {k: [_host_copy(b) for b in v] for k, v in self.state.items()}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._source is not None:
+            self.spans = _SpanList(_spans(self._source))
+        self.state = {k: [self._like_span(p, b) for (_, p, _), b in zip(self.spans, v)]
+                      for k, v in self.state.items()}
+
+    def _like_span(self, p, values):
+        """values (host) as a buffer on the span p's device."""
+        out = self.spans.zeros_like(p)
+        if backend.is_device_array(out):
+            out.copy_to_device(values)
+            return out
+        return values
 
     def __repr__(self):
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

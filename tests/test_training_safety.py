@@ -104,3 +104,78 @@ def test_cli_reports_an_overflow_in_backward_as_training_stopped(tmp_path, capsy
     assert status == 3, err
     assert "numgru train: training stopped:" in err and "dy:" not in err
     assert "the parameters were not updated" in err
+
+
+# -- 3. copies and pickles: independent objects that give the same bits --
+
+def _roundtrips():
+    return [("deepcopy", copy.deepcopy), ("pickle", lambda o: pickle.loads(pickle.dumps(o)))]
+
+
+def _outputs(obj, x):
+    if isinstance(obj, ng.GRUCell):
+        return [obj(x[:, 0])]
+    out = obj(x)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+LAYERS = {
+    "GRU": lambda: ng.GRU(3, 4, num_layers=2, bidirectional=True, seed=0),
+    "GRU_float64_reset_before": lambda: ng.GRU(3, 5, reset_after=False, dtype="float64", seed=1),
+    "GRUCell": lambda: ng.GRUCell(3, 4, seed=0),
+    "GRUModel": lambda: ng.GRUModel(3, 4, 2, num_layers=2, seed=0),
+    "GRUModel_sequence": lambda: ng.GRUModel(3, 4, 2, head="sequence", seed=0),
+}
+
+
+@pytest.mark.parametrize("how,roundtrip", _roundtrips())
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_and_models_copy_into_independent_equal_objects(name, how, roundtrip):
+    obj = LAYERS[name]()
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    before = obj.flat_params.copy()
+    dup = roundtrip(obj)
+    assert type(dup) is type(obj) and repr(dup) == repr(obj)
+    for a, b in zip(_outputs(obj, x), _outputs(dup, x)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)  # bit for bit
+    assert not np.shares_memory(dup.flat_params, obj.flat_params)
+    # the copy's named parameters are views into its own flat buffer, as the original's
+    first, p, g = dup.parameters()[0]
+    p[...] = 0.5
+    g[...] = 1.0
+    assert np.all(dup.flat_params[:p.size] == 0.5) and np.all(dup.flat_grads[:g.size] == 1.0)
+    np.testing.assert_array_equal(obj.flat_params, before)  # the original is untouched
+    assert not np.any(obj.flat_grads)
+
+
+@pytest.mark.parametrize("how,roundtrip", _roundtrips())
+def test_trainer_copy_trains_its_own_model_as_the_original_would(how, roundtrip):
+    X, y = _regression()
+    model = ng.GRUModel(3, 4, 2, seed=0)
+    opt = ng.Adam(model, lr=0.05)
+    tr = ng.Trainer(model, opt, progress=False, scheduler=ng.StepLR(opt, 1, gamma=0.5))
+    tr.fit(X, y, epochs=1, batch_size=4, seed=1)
+    at_copy = model.get_flat_params()
+    dup = roundtrip(tr)
+    assert dup.optimizer is not opt and dup.scheduler.optimizer is dup.optimizer
+    dup.fit(X, y, epochs=2, batch_size=4, seed=2)
+    # training the copy left the original where it was
+    np.testing.assert_array_equal(model.get_flat_params(), at_copy)
+    assert opt.step_count == 4
+    # the copy's optimizer updated the copy's model; the original, trained the same, agrees bitwise
+    assert not np.array_equal(dup.model.get_flat_params(), at_copy)
+    tr.fit(X, y, epochs=2, batch_size=4, seed=2)
+    np.testing.assert_array_equal(dup.model.get_flat_params(), model.get_flat_params())
+    assert dup.history["loss"] == tr.history["loss"] and dup.history["lr"] == tr.history["lr"]
+    for name in opt.state:
+        np.testing.assert_array_equal(dup.optimizer.state[name][0], opt.state[name][0])
+
+
+@pytest.mark.parametrize("how,roundtrip", _roundtrips())
+def test_optimizer_copied_alone_brings_a_copy_of_its_model(how, roundtrip):
+    model = ng.GRUModel(3, 4, 2, seed=0)
+    opt = roundtrip(ng.SGD(model, lr=0.1, momentum=0.9))
+    ng.Trainer(opt._source, opt)  # bound to its model's copy
+    with pytest.raises(ValueError, match="made for another model"):
+        ng.Trainer(model, opt)

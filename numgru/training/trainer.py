@@ -83,6 +83,16 @@ class Trainer:
         if (distributed is not None and distributed is not False) or chunk is not None:
             self._dp = _distributed.DataParallel(self, distributed, chunk)
 
+    def __getstate__(self):
+        if self._dp is not None:
+            raise TypeError("a data-parallel Trainer cannot be copied or pickled (it holds its "
+                            "ranks' communicator); copy its model, or a Trainer without "
+                            "distributed=/deterministic=")
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     @property
     def rank(self):
         """This process's rank in data-parallel training (0 without distribution)."""
