@@ -125,19 +125,29 @@ def _spans(params):
 
 
 def _address_range(arr):
-    """[start, end) byte addresses of a contiguous host or device array."""
-    iface = arr.__cuda_array_interface__ if backend.is_device_array(arr) else arr.__array_interface__
+    """[start, end) byte addresses of a contiguous host or device array (None where a device
+    array tells none)."""
+    if backend.is_device_array(arr):
+        iface = getattr(arr, "__cuda_array_interface__", None)
+        if iface is None:  # the CUDA simulator's arrays wrap a numpy array
+            host = getattr(arr, "_ary", None)
+            iface = host.__array_interface__ if isinstance(host, np.ndarray) else None
+        if iface is None:
+            return None
+    else:
+        iface = arr.__array_interface__
     start = iface["data"][0]
     return start, start + arr.size * arr.dtype.itemsize
 
 
 def _inside(arr, buf):
     """Whether arr's memory lies inside buf's (both host or both device arrays)."""
+    if arr is buf:
+        return True
     if backend.is_device_array(arr) != backend.is_device_array(buf):
         return False
-    a0, a1 = _address_range(arr)
-    b0, b1 = _address_range(buf)
-    return b0 <= a0 and a1 <= b1
+    a, b = _address_range(arr), _address_range(buf)
+    return a is not None and b is not None and b[0] <= a[0] and a[1] <= b[1]
 
 
 def _host_copy(arr):
