@@ -104,6 +104,33 @@ def _check_shape(name, arr, expected):
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
 
 
+# What a copy or a pickle leaves out and rebuilds from the rest: the backend module and array
+# operations (from the device name), the per-thread training cache, the parameter views.
+_REBUILT = ("_backend", "_ops", "_cache", "params", "grads")
+
+
+def pickled_state(obj):
+    """obj's attributes for copy and pickle: without _REBUILT, device arrays as host copies
+    (their names in "_on_device")."""
+    state = {k: v for k, v in obj.__dict__.items() if k not in _REBUILT}
+    on_device = [k for k, v in state.items() if backend.is_device_array(v)]
+    for k in on_device:
+        state[k] = state[k].copy_to_host()
+    state["_on_device"] = on_device
+    return state
+
+
+def restore_state(obj, state):
+    """The inverse of pickled_state (the parameter views are the caller's to make)."""
+    state = dict(state)
+    on_device = state.pop("_on_device", ())
+    obj.__dict__.update(state)
+    obj._ops = backend.array_ops(obj.device)
+    for k in on_device:
+        setattr(obj, k, obj._ops.to_device(getattr(obj, k)))
+    obj._cache = threading.local()
+
+
 class Parameters:
     """Named parameters and their gradients as views into two flat buffers (the optimizer's view)."""
 
@@ -120,6 +147,10 @@ class Parameters:
             offset += size
         self.flat_params = self._ops.to_device(initial)
         self.flat_grads = self._ops.zeros(total, dtype)
+        self._make_views()
+
+    def _make_views(self):
+        """params and grads: views by name into flat_params and flat_grads."""
         self.params, self.grads = {}, {}
         offset = 0
         for name, shape in self._shapes.items():
@@ -127,6 +158,17 @@ class Parameters:
             self.params[name] = self.flat_params[offset:offset + size].reshape(shape)
             self.grads[name] = self.flat_grads[offset:offset + size].reshape(shape)
             offset += size
+
+    _uses_backend = False  # GRU and GRUCell hold their backend module
+
+    def __getstate__(self):
+        return pickled_state(self)
+
+    def __setstate__(self, state):
+        restore_state(self, state)
+        if self._uses_backend:
+            self._backend = backend.get(self.device)
+        self._make_views()
 
     def state_dict(self):
         """Copies of the parameters on the host, by PyTorch's names."""
@@ -166,12 +208,7 @@ class Parameters:
         self._ops.assign(flat_params, self.flat_params)
         self._ops.assign(flat_grads, self.flat_grads)
         self.flat_params, self.flat_grads = flat_params, flat_grads
-        offset = 0
-        for name, shape in self._shapes.items():
-            size = math.prod(shape)
-            self.params[name] = flat_params[offset:offset + size].reshape(shape)
-            self.grads[name] = flat_grads[offset:offset + size].reshape(shape)
-            offset += size
+        self._make_views()
 
     def zero_grad(self):
         """Set every gradient to zero (backward adds into them)."""
@@ -192,6 +229,8 @@ class GRU(Parameters):
     reset_after=True is PyTorch's / cuDNN's variant, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
     reset_after=False is the original one, n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
     """
+
+    _uses_backend = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype="float32",
@@ -417,6 +456,8 @@ def check_lengths(lengths, B, T):
 
 class GRUCell(Parameters):
     """One GRU step, h1 = cell(x, h), the counterpart of torch.nn.GRUCell (for streaming)."""
+
+    _uses_backend = True
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype="float32",
                  device="auto", seed=None):

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import backend
 from ._checks import positive_int
-from .layers import (GRU, as_dtype, as_float_array, check_lengths, check_training_memory,
-                     Parameters)
+from .layers import (GRU, Parameters, as_dtype, as_float_array, check_lengths, check_training_memory,
+                     pickled_state, restore_state)
 
 HEADS = ("last", "sequence")
 
@@ -118,6 +118,16 @@ class GRUModel:
         self.gru.bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
         self.fc.bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
         self._cache = threading.local()
+
+    def __getstate__(self):
+        return pickled_state(self)
+
+    def __setstate__(self, state):
+        # The layers arrive with buffers of their own: bound again as views into the model's.
+        restore_state(self, state)
+        n_gru = self.gru.flat_params.size
+        self.gru.bind_buffers(self.flat_params[:n_gru], self.flat_grads[:n_gru])
+        self.fc.bind_buffers(self.flat_params[n_gru:], self.flat_grads[n_gru:])
 
     # -- configuration --
 
@@ -365,7 +375,7 @@ class GRUModel:
                 valid = np.arange(s, e)[None, :] < lengths[rows][:, None]
                 dy = self.fc.backward(np.where(valid[:, :, None], dout[rows, s:e], 0)
                                       .astype(self.dtype, copy=False))
-            _, dh_rows = gru.backward(dy, dh[:, rows])
+            _, dh_rows = gru.backward(_finite_head_gradient(dy), dh[:, rows])
             dh[:, rows] = dh_rows
         gru.dropout_rng.bit_generator.state = after
         return out, loss
@@ -388,7 +398,17 @@ class GRUModel:
             valid = np.arange(T)[None, :] < lengths[:, None]
             dout = np.where(valid[:, :, None], dout, 0).astype(self.dtype, copy=False)
             dy = self.fc.backward(dout)
-        return self.gru.backward(dy, dh_n)
+        return self.gru.backward(_finite_head_gradient(dy), dh_n)
+
+
+def _finite_head_gradient(dy):
+    """dy, the gradient the head hands the GRU; FloatingPointError where it overflowed (finite
+    dout, weights grown so large that the product is not): numgru's own value, not the user's."""
+    if not np.isfinite(dy).all():
+        raise FloatingPointError("backward: the gradient flowing from the output layer into the "
+                                 "GRU contains NaN or Inf (an overflow: the weights or the loss "
+                                 "gradient are too large)")
+    return dy
 
 
 __all__ = ["Linear", "GRUModel", "HEADS"]

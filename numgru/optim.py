@@ -124,6 +124,32 @@ def _spans(params):
             for names, p_own, p0, p1, g_own, g0, g1 in runs]
 
 
+def _address_range(arr):
+    """[start, end) byte addresses of a contiguous host or device array (None where a device
+    array tells none)."""
+    if backend.is_device_array(arr):
+        iface = getattr(arr, "__cuda_array_interface__", None)
+        if iface is None:  # the CUDA simulator's arrays wrap a numpy array
+            host = getattr(arr, "_ary", None)
+            iface = host.__array_interface__ if isinstance(host, np.ndarray) else None
+        if iface is None:
+            return None
+    else:
+        iface = arr.__array_interface__
+    start = iface["data"][0]
+    return start, start + arr.size * arr.dtype.itemsize
+
+
+def _inside(arr, buf):
+    """Whether arr's memory lies inside buf's (both host or both device arrays)."""
+    if arr is buf:
+        return True
+    if backend.is_device_array(arr) != backend.is_device_array(buf):
+        return False
+    a, b = _address_range(arr), _address_range(buf)
+    return a is not None and b is not None and b[0] <= a[0] and a[1] <= b[1]
+
+
 def _host_copy(arr):
     return arr.copy_to_host() if backend.is_device_array(arr) else arr.copy()
 
@@ -184,14 +210,57 @@ class Optimizer:
 
     def __init__(self, params, **hyperparameters):
         self.spans = _SpanList(_spans(params))
+        # The layer or model whose parameters these are: a copy of the optimizer (copy.deepcopy,
+        # pickle) takes its spans from the copy of it (triples given as such copy as arrays).
+        self._source = params if hasattr(params, "parameters") and callable(params.parameters) \
+            else None
         self.__dict__.update(self._checked(hyperparameters))
         self.step_count = 0
         self.state = {name: [self.spans.zeros_like(p) for _, p, _ in self.spans]
                       for name in self._buffers}
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self._source is not None:
+            del state["spans"]  # views into the source's buffers: made again from its copy
+        state["state"] = {k: [_host_copy(b) for b in v] for k, v in self.state.items()}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._source is not None:
+            self.spans = _SpanList(_spans(self._source))
+        self.state = {k: [self._like_span(p, b) for (_, p, _), b in zip(self.spans, v)]
+                      for k, v in self.state.items()}
+
+    def _like_span(self, p, values):
+        """values (host) as a buffer on the span p's device."""
+        out = self.spans.zeros_like(p)
+        if backend.is_device_array(out):
+            out.copy_to_device(values)
+            return out
+        return values
+
     def __repr__(self):
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({hyper})"
+
+    def check_bound_to(self, model, name="optimizer"):
+        """Raise ValueError unless every parameter and gradient this optimizer updates lies in
+        model's flat parameter and gradient buffers (an optimizer made for another model, or
+        for one of another size, would update that model's arrays and leave this one as it is)."""
+        flat_p, flat_g = getattr(model, "flat_params", None), getattr(model, "flat_grads", None)
+        if flat_p is None or flat_g is None:
+            return
+        for names, p, g in self.spans:
+            if not (_inside(p, flat_p) and _inside(g, flat_g)):
+                size = sum(p.size for _, p, _ in self.spans)
+                raise ValueError(
+                    f"{name}: this {type(self).__name__} was made for another model's parameters "
+                    f"({size} values, starting with {names[0]!r}), not for this "
+                    f"{type(model).__name__}'s ({flat_p.size} values): it would update the other "
+                    f"model and leave this one unchanged. Build it on this model, e.g. "
+                    f"{type(self).__name__}(model, ...)")
 
     def zero_grad(self):
         for _, _, g in self.spans:

@@ -666,7 +666,11 @@ class DataParallel:
             raise e
         if tr.clip_norm is not None:
             opt.clip_grad_norm(tr.clip_norm)  # on the summed gradient, the same on every rank
-        opt.step()
+        try:
+            tr.checked_update(step_no, loss)  # the same update, so the same verdict, everywhere
+        except NonFiniteLossError as e:
+            e.all_ranks = True
+            raise
         tr.global_step = step_no
         return loss, vec
 

@@ -19,6 +19,7 @@ from .. import backend, losses
 from .._checks import is_int, positive_int, positive_number
 from ..errors import NonFiniteLossError
 from ..io import checkpoint as ckpt_io
+from ..optim import Optimizer
 from . import distributed as _distributed
 from .batches import Totals, as_sequences, batch_rows, predict
 
@@ -55,6 +56,8 @@ class Trainer:
                 raise ValueError("chunk_steps: training in chunks of time is for one process; "
                                  "data-parallel training takes whole sequences")
         self.chunk_steps = chunk_steps
+        if isinstance(optimizer, Optimizer):
+            optimizer.check_bound_to(model)
         self.optimizer = optimizer
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         self.loss_fn = losses.get(loss)
@@ -79,6 +82,16 @@ class Trainer:
         chunk = _distributed.check_deterministic(deterministic)
         if (distributed is not None and distributed is not False) or chunk is not None:
             self._dp = _distributed.DataParallel(self, distributed, chunk)
+
+    def __getstate__(self):
+        if self._dp is not None:
+            raise TypeError("a data-parallel Trainer cannot be copied or pickled (it holds its "
+                            "ranks' communicator); copy its model, or a Trainer without "
+                            "distributed=/deterministic=")
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     @property
     def rank(self):
@@ -178,23 +191,51 @@ class Trainer:
                 raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were "
                                          f"not updated (they hold the values after step "
                                          f"{step - 1})", step)
+            if not np.isfinite(grad).all():
+                raise NonFiniteLossError(f"the loss gradient contains NaN or Inf at step {step} "
+                                         f"(loss {loss}); the parameters were not updated", step)
             return loss, grad
 
-        if self.chunk_steps is not None and np.shape(x)[1] > self.chunk_steps:
-            out, loss = model.forward_backward_chunked(x, loss_of, self.chunk_steps, lengths)
-        else:
-            out = model.forward(x, lengths=lengths, train=True)
-            loss, grad = loss_of(out)
-            model.backward(grad)
+        try:
+            if self.chunk_steps is not None and np.shape(x)[1] > self.chunk_steps:
+                out, loss = model.forward_backward_chunked(x, loss_of, self.chunk_steps, lengths)
+            else:
+                out = model.forward(x, lengths=lengths, train=True)
+                loss, grad = loss_of(out)
+                model.backward(grad)
+        except NonFiniteLossError:
+            raise
+        except FloatingPointError as e:  # an overflow inside backward (GRUModel's own check)
+            raise NonFiniteLossError(f"{e} at step {step}; the parameters were not updated",
+                                     step) from None
         norm = self.optimizer.grad_norm()
         if not math.isfinite(norm):
             raise NonFiniteLossError(f"the gradient norm is {norm} at step {step} (loss {loss}); "
                                      f"the parameters were not updated", step)
         if self.clip_norm is not None:
             self.optimizer.clip_grad_norm(self.clip_norm)
-        self.optimizer.step()
+        self.checked_update(step, loss)
         self.global_step = step
         return out, loss
+
+    def checked_update(self, step, loss):
+        """optimizer.step(), undone (parameters and optimizer state as they were) with
+        NonFiniteLossError where it made a parameter NaN or infinite."""
+        opt, flat = self.optimizer, getattr(self.model, "flat_params", None)
+        if flat is None or not isinstance(opt, Optimizer):
+            opt.step()
+            return
+        ops = self.model._ops
+        before = ops.to_host(flat).copy()
+        saved = opt.state_dict()
+        opt.step()
+        if np.isfinite(ops.to_host(flat)).all():
+            return
+        self.model.set_flat_params(before)
+        opt.load_state_dict(saved)
+        raise NonFiniteLossError(f"the update at step {step} (loss {loss}, lr {opt.lr:g}) made "
+                                 f"parameters NaN or Inf; they were restored to their values "
+                                 f"after step {step - 1}", step)
 
     # -- inference --
 
