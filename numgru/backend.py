@@ -154,10 +154,8 @@ def kernels_cached(device):
     """Whether the engine of this (resolved) device name has its training kernels compiled in
     this process or in its kernel cache: False means the next training step compiles them (the
     progress bar says so). Engines that compile nothing ahead, or cannot tell, answer True."""
-    if device != "cpu":
-        return True
-    from . import cpu
-    return cpu.kernels_cached()
+    cached = getattr(get(device), "kernels_cached", None)
+    return True if cached is None else cached()
 
 
 def array_ops(device):

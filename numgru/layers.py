@@ -110,25 +110,30 @@ _REBUILT = ("_backend", "_ops", "_cache", "params", "grads")
 
 
 def pickled_state(obj):
-    """obj's attributes for copy and pickle: without _REBUILT, device arrays as host copies
-    (their names in "_on_device")."""
+    """obj's attributes for copy and pickle: without _REBUILT (the names it had in "_rebuilt"),
+    device arrays as host copies (their names in "_on_device")."""
     state = {k: v for k, v in obj.__dict__.items() if k not in _REBUILT}
     on_device = [k for k, v in state.items() if backend.is_device_array(v)]
     for k in on_device:
         state[k] = state[k].copy_to_host()
     state["_on_device"] = on_device
+    state["_rebuilt"] = [k for k in _REBUILT if k in obj.__dict__]
     return state
 
 
 def restore_state(obj, state):
-    """The inverse of pickled_state (the parameter views are the caller's to make)."""
+    """The inverse of pickled_state: the backend module, array operations and cache made again
+    where obj had them (the parameter views are the caller's to make)."""
     state = dict(state)
-    on_device = state.pop("_on_device", ())
+    on_device, rebuilt = state.pop("_on_device", ()), state.pop("_rebuilt", ())
     obj.__dict__.update(state)
     obj._ops = backend.array_ops(obj.device)
+    if "_backend" in rebuilt:
+        obj._backend = backend.get(obj.device)
+    if "_cache" in rebuilt:
+        obj._cache = threading.local()
     for k in on_device:
         setattr(obj, k, obj._ops.to_device(getattr(obj, k)))
-    obj._cache = threading.local()
 
 
 class Parameters:
@@ -159,15 +164,11 @@ class Parameters:
             self.grads[name] = self.flat_grads[offset:offset + size].reshape(shape)
             offset += size
 
-    _uses_backend = False  # GRU and GRUCell hold their backend module
-
     def __getstate__(self):
         return pickled_state(self)
 
     def __setstate__(self, state):
         restore_state(self, state)
-        if self._uses_backend:
-            self._backend = backend.get(self.device)
         self._make_views()
 
     def state_dict(self):
@@ -229,8 +230,6 @@ class GRU(Parameters):
     reset_after=True is PyTorch's / cuDNN's variant, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
     reset_after=False is the original one, n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
     """
-
-    _uses_backend = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=True,
                  dropout=0.0, bidirectional=False, reset_after=True, dtype="float32",
@@ -456,8 +455,6 @@ def check_lengths(lengths, B, T):
 
 class GRUCell(Parameters):
     """One GRU step, h1 = cell(x, h), the counterpart of torch.nn.GRUCell (for streaming)."""
-
-    _uses_backend = True
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype="float32",
                  device="auto", seed=None):

@@ -375,7 +375,7 @@ class GRUModel:
                 valid = np.arange(s, e)[None, :] < lengths[rows][:, None]
                 dy = self.fc.backward(np.where(valid[:, :, None], dout[rows, s:e], 0)
                                       .astype(self.dtype, copy=False))
-            _, dh_rows = gru.backward(_finite_head_gradient(dy), dh[:, rows])
+            _, dh_rows = _gru_backward(gru, dy, dh[:, rows], dh_is_ours=True)
             dh[:, rows] = dh_rows
         gru.dropout_rng.bit_generator.state = after
         return out, loss
@@ -398,17 +398,23 @@ class GRUModel:
             valid = np.arange(T)[None, :] < lengths[:, None]
             dout = np.where(valid[:, :, None], dout, 0).astype(self.dtype, copy=False)
             dy = self.fc.backward(dout)
-        return self.gru.backward(_finite_head_gradient(dy), dh_n)
+        return _gru_backward(self.gru, dy, dh_n, dh_is_ours=False)
 
 
-def _finite_head_gradient(dy):
-    """dy, the gradient the head hands the GRU; FloatingPointError where it overflowed (finite
-    dout, weights grown so large that the product is not): numgru's own value, not the user's."""
-    if not np.isfinite(dy).all():
+def _gru_backward(gru, dy, dh, dh_is_ours):
+    """gru.backward(dy, dh) of the gradients the model computed itself (the head's dy, and in chunks
+    the state's dh from the later chunks; a dh_n the caller passed is the caller's). The GRU checks
+    them as it checks every input; a NaN or Inf there is an overflow of the model's own arithmetic
+    (finite dout, weights grown too large), reported as FloatingPointError instead of a ValueError
+    about an argument the caller never passed. The check is the GRU's: nothing is scanned twice."""
+    try:
+        return gru.backward(dy, dh)
+    except ValueError:
+        if np.isfinite(dy).all() and not (dh_is_ours and not np.isfinite(dh).all()):
+            raise
         raise FloatingPointError("backward: the gradient flowing from the output layer into the "
                                  "GRU contains NaN or Inf (an overflow: the weights or the loss "
-                                 "gradient are too large)")
-    return dy
+                                 "gradient are too large)") from None
 
 
 __all__ = ["Linear", "GRUModel", "HEADS"]

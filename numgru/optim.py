@@ -22,28 +22,54 @@ _adam_element = njit(cache=CACHE, inline="always")(adam_math)
 _sgd_element = njit(cache=CACHE, inline="always")(sgd_math)
 
 
+# Each kernel runs one of two ways: write=True applies the update; write=False changes nothing
+# and answers whether every new value (parameter and state) would be finite once stored, that
+# is below `limit` in magnitude (the overflow threshold of the arrays' dtype: values at or past
+# it round to Inf). The same arithmetic both ways, so the check is exact.
+
 @njit(cache=CACHE)
 def _adam_kernel(p, g, exp_avg, exp_avg_sq, lr, one_minus_beta1, beta2, one_minus_beta2, eps,
-                 weight_decay, decoupled, bias_correction1, bias_correction2_sqrt):
+                 weight_decay, decoupled, bias_correction1, bias_correction2_sqrt, limit, write):
     """adam_math over a flat span: p, g, exp_avg, exp_avg_sq are 1-D arrays of one size."""
     for i in range(p.size):
-        p[i], exp_avg[i], exp_avg_sq[i] = _adam_element(
-            p[i], g[i], exp_avg[i], exp_avg_sq[i], lr, one_minus_beta1, beta2, one_minus_beta2,
-            eps, weight_decay, decoupled, bias_correction1, bias_correction2_sqrt)
+        q, m, v = _adam_element(p[i], g[i], exp_avg[i], exp_avg_sq[i], lr, one_minus_beta1,
+                                beta2, one_minus_beta2, eps, weight_decay, decoupled,
+                                bias_correction1, bias_correction2_sqrt)
+        if write:
+            p[i], exp_avg[i], exp_avg_sq[i] = q, m, v
+        elif not (abs(q) < limit and abs(m) < limit and abs(v) < limit):
+            return False
+    return True
 
 
 @njit(cache=CACHE)
-def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+def _sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first, limit, write):
     """sgd_math over a flat span: p, g, buf are 1-D arrays of one size."""
     for i in range(p.size):
-        p[i], buf[i] = _sgd_element(p[i], g[i], buf[i], lr, momentum, dampening, weight_decay,
-                                    nesterov, first)
+        q, b = _sgd_element(p[i], g[i], buf[i], lr, momentum, dampening, weight_decay, nesterov,
+                            first)
+        if write:
+            p[i], buf[i] = q, b
+        elif not (abs(q) < limit and abs(b) < limit):
+            return False
+    return True
+
+
+def _overflow_limit(dtype):
+    """The magnitude from which a float64 value stored as dtype is Inf: halfway between the
+    largest finite value and the next power of two (round to nearest even)."""
+    info = np.finfo(dtype)
+    if info.dtype == np.float64:
+        return math.inf
+    return float(info.max) + 2.0 ** (info.maxexp - info.nmant - 2)
 
 
 def _launch(name, n, *args):
-    """Run one of cuda/optim.py's kernels over n elements (numba.cuda is imported on first use)."""
+    """Run one of cuda/optim.py's kernels over n elements (numba.cuda is imported on first use);
+    returns the kernel's answer where it gives one (the update kernels: whether every new value
+    is finite, with write=False)."""
     from .cuda import optim as cuda_optim
-    cuda_optim.launch(name, n, *args)
+    return cuda_optim.launch(name, n, *args)
 
 
 # -- grouping parameters into flat spans --
@@ -269,6 +295,23 @@ class Optimizer:
             else:
                 g[...] = 0
 
+    def step(self, check_finite=False):
+        """One update of every parameter from its current gradient; returns True. With
+        check_finite=True, an update that would make a parameter or a state value NaN or
+        infinite (an overflow: a learning rate or gradient far too large) is not made: nothing
+        changes, step_count included, and step returns False. The check is a pass over the
+        spans before the update, which writes nothing."""
+        if check_finite and not self._update(write=False):
+            return False
+        self._update(write=True)
+        self.step_count += 1
+        return True
+
+    def _update(self, write):
+        """Apply the update (write=True), or only tell whether every new value would be finite
+        (write=False; nothing changes)."""
+        raise NotImplementedError
+
     def grad_norm(self):
         """Global L2 norm of all gradients."""
         return self.spans.norm()
@@ -362,20 +405,20 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
-    def step(self):
-        """One update of every parameter from its current gradient."""
-        self.step_count += 1
+    def _update(self, write):
         beta1, beta2 = self.betas
-        bias_correction1 = 1 - beta1 ** self.step_count
-        bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
+        t = self.step_count + 1
+        bias_correction1 = 1 - beta1 ** t
+        bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
         for k, (_, p, g) in enumerate(self.spans):
             args = (p, g, self.state["exp_avg"][k], self.state["exp_avg_sq"][k], float(self.lr),
                     1 - beta1, beta2, 1 - beta2, self.eps, self.weight_decay, self._decoupled,
-                    bias_correction1, bias_correction2_sqrt)
-            if backend.is_device_array(p):
-                _launch("adam", p.size, *args)
-            else:
-                _adam_kernel(*args)
+                    bias_correction1, bias_correction2_sqrt, _overflow_limit(p.dtype), write)
+            ok = _launch("adam", p.size, *args) if backend.is_device_array(p) \
+                else _adam_kernel(*args)
+            if not (write or ok):
+                return False
+        return True
 
 
 class AdamW(Adam):
@@ -413,16 +456,17 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov}
 
-    def step(self):
+    def _update(self, write):
         first = self.step_count == 0
-        self.step_count += 1
         for k, (_, p, g) in enumerate(self.spans):
             args = (p, g, self.state["momentum_buffer"][k], float(self.lr), self.momentum,
-                    self.dampening, self.weight_decay, self.nesterov, first)
-            if backend.is_device_array(p):
-                _launch("sgd", p.size, *args)
-            else:
-                _sgd_kernel(*args)
+                    self.dampening, self.weight_decay, self.nesterov, first,
+                    _overflow_limit(p.dtype), write)
+            ok = _launch("sgd", p.size, *args) if backend.is_device_array(p) \
+                else _sgd_kernel(*args)
+            if not (write or ok):
+                return False
+        return True
 
 
 # -- learning-rate schedules: step() once per epoch, as torch.optim.lr_scheduler --

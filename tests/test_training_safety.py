@@ -41,26 +41,64 @@ def test_trainer_accepts_its_models_optimizer_and_trains_it():
 # -- 2. divergence stops the step before the parameters change --
 
 def _fit_until_error(model, optimizer, X, y, epochs=5):
-    """fit; returns (error, the parameters after each finished epoch, the trainer)."""
-    snapshots = []
+    """fit; returns (error, the parameters after each update made, the epochs finished, the
+    trainer). The updates are recorded by wrapping the optimizer's step: whatever step fails,
+    the last record is the state the model must be left in."""
+    updates, epochs_done = [model.get_flat_params()], []
+    step = optimizer.step
+
+    def recording_step(*args, **kwargs):
+        made = step(*args, **kwargs)
+        if made:
+            updates.append(model.get_flat_params())
+        return made
+
+    optimizer.step = recording_step
     tr = ng.Trainer(model, optimizer, progress=False)
     with pytest.raises(ng.NonFiniteLossError) as info:
         tr.fit(X, y, epochs=epochs, batch_size=4, shuffle=False,
-               callbacks=[lambda t, e, logs: snapshots.append(t.model.get_flat_params())])
-    return info.value, snapshots, tr
+               callbacks=[lambda t, e, logs: epochs_done.append(e)])
+    return info.value, updates, epochs_done, tr
 
 
-def test_overflow_inside_backward_is_a_non_finite_loss_error():
+@pytest.mark.parametrize("chunk_steps", [None, 2])
+def test_overflow_inside_backward_is_a_non_finite_loss_error(chunk_steps):
+    # A head of weights 1e37: its output (|out| <= 4e37) and the loss gradient are finite in
+    # float32, the gradient it hands the GRU, dout @ W, is not (numpy says so below).
+    X, y = _regression(N=4, scale=0)
+    model = ng.GRUModel(3, 4, 2, seed=0)
+    state = model.state_dict()
+    state["fc.weight"] = np.full((2, 4), 1e37, np.float32)
+    model.load_state_dict(state)
+    with np.errstate(all="ignore"):
+        out = model(X)
+        head_gradient = (2 * out / out.size) @ state["fc.weight"]
+        assert np.isfinite(out).all() and not np.isfinite(head_gradient).all()
+        before = model.get_flat_params()
+        tr = ng.Trainer(model, ng.SGD(model, lr=0.1), progress=False, chunk_steps=chunk_steps)
+        with pytest.raises(ng.NonFiniteLossError) as info:
+            tr.fit(X, y, epochs=2, batch_size=4)
+    err = str(info.value)
+    assert "flowing from the output layer into the GRU" in err and "at step 1" in err, err
+    assert not err.startswith(("dy", "dh_n", "x:"))
+    np.testing.assert_array_equal(model.get_flat_params(), before)
+    assert tr.global_step == 0 and tr.optimizer.step_count == 0
+
+
+def test_divergence_in_a_learning_rate_sweep_leaves_the_last_update():
+    # the issue's case: SGD lr=1e4, momentum 0.9, targets of scale 100; it diverges within a few
+    # steps, wherever (gradient norm, backward or the update): the weights stay those of the
+    # last update made, and the finished epochs stay in history
     X, y = _regression(scale=100)
     model = ng.GRUModel(3, 4, 2, seed=0)
     with np.errstate(all="ignore"):
-        err, snapshots, tr = _fit_until_error(model, ng.SGD(model, lr=1e4, momentum=0.9), X, y)
+        err, updates, epochs_done, tr = _fit_until_error(
+            model, ng.SGD(model, lr=1e4, momentum=0.9), X, y)
     assert not str(err).startswith(("dy", "x:")) and f"at step {err.step}" in str(err)
-    assert err.step == tr.global_step + 1
-    # the weights are those after the last good step: here the end of the last finished epoch
-    assert snapshots and tr.global_step == 4 * len(snapshots)
-    np.testing.assert_array_equal(model.get_flat_params(), snapshots[-1])
-    assert len(tr.history["loss"]) == len(snapshots)  # the finished epochs stay in history
+    assert err.step == tr.global_step + 1 == len(updates)
+    # the weights are those after the last update made, wherever in an epoch it failed
+    np.testing.assert_array_equal(model.get_flat_params(), updates[-1])
+    assert len(tr.history.get("loss", [])) == len(epochs_done)  # finished epochs stay in history
 
 
 def test_update_that_overflows_is_undone():
@@ -69,8 +107,9 @@ def test_update_that_overflows_is_undone():
     before = model.get_flat_params()
     opt = ng.SGD(model, lr=1e30)
     with np.errstate(all="ignore"):
-        err, snapshots, tr = _fit_until_error(model, opt, X, y)
-    assert err.step == 1 and "update at step 1" in str(err) and "restored" in str(err)
+        err, updates, _, tr = _fit_until_error(model, opt, X, y)
+    assert err.step == 1 and "update at step 1" in str(err) and "it was not made" in str(err)
+    assert len(updates) == 1  # none made
     assert np.isfinite(model.flat_params).all()
     np.testing.assert_array_equal(model.get_flat_params(), before)
     assert opt.step_count == 0 and tr.global_step == 0
@@ -104,6 +143,46 @@ def test_cli_reports_an_overflow_in_backward_as_training_stopped(tmp_path, capsy
     assert status == 3, err
     assert "numgru train: training stopped:" in err and "dy:" not in err
     assert "the parameters were not updated" in err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_checked_step_says_what_storing_the_update_would_give(dtype):
+    # SGD without momentum: p <- p + (-lr)·g computed in float64, then stored as dtype. The
+    # truth is numpy's own cast of that float64 value: finite or Inf.
+    big = float(np.finfo(dtype).max)
+    half_ulp = 2.0 ** (np.finfo(dtype).maxexp - np.finfo(dtype).nmant - 2)
+    cases = [0.0, half_ulp / 2, half_ulp, 4 * half_ulp] if dtype == np.float32 else \
+        [0.0, big * 2.0 ** -60, big]
+    for delta in cases:
+        p = np.array([big, 1.0], dtype)
+        g = np.array([-delta, 0.5], dtype)  # -lr·g = +delta with lr = 1
+        opt = ng.SGD([("w", p, g)], lr=1.0)
+        with np.errstate(over="ignore"):
+            stored = np.array([big + float(np.asarray(delta, dtype)), 1.0 - 0.5]).astype(dtype)
+        finite = bool(np.isfinite(stored).all())
+        assert opt.step(check_finite=True) is finite, delta
+        if finite:
+            np.testing.assert_array_equal(p, stored)
+            assert opt.step_count == 1
+        else:
+            np.testing.assert_array_equal(p, [big, 1.0])  # nothing written
+            np.testing.assert_array_equal(opt.state["momentum_buffer"][0], [0.0, 0.0])
+            assert opt.step_count == 0
+        assert opt.step() is True  # unchecked, as before: the update is made whatever it gives
+
+
+def test_checked_step_covers_the_optimizer_state():
+    # Adam: g² overflows float32 in exp_avg_sq while the parameter's update stays finite
+    # (m / sqrt(v) -> 0): the state alone would turn the next steps into NaN.
+    p = np.array([1.0], np.float32)
+    g = np.array([3e38], np.float32)
+    opt = ng.Adam([("w", p, g)], lr=1e-3)
+    with np.errstate(over="ignore"):
+        v = np.float32((1 - 0.999) * float(g[0]) ** 2)
+    assert not np.isfinite(v)  # the truth: float32 cannot hold (1 - beta2)·g²
+    assert opt.step(check_finite=True) is False
+    np.testing.assert_array_equal(p, [1.0])
+    assert opt.step_count == 0 and not opt.state["exp_avg_sq"][0].any()
 
 
 # -- 3. copies and pickles: independent objects that give the same bits --

@@ -37,6 +37,7 @@ from ..backend import is_device_array
 from ..errors import CheckpointError, DataFormatError, DistributedError, NonFiniteLossError
 from .batches import Totals, batch_rows
 
+
 def world_comm():
     """mpi4py's COMM_WORLD (importing mpi4py initialises MPI)."""
     try:
@@ -605,16 +606,13 @@ class DataParallel:
             out = model.forward(xb, lengths=lb, train=True)
         finally:
             gru.dropout_rng = saved
-        loss, grad = tr.loss_fn(out, yb, mb)
-        if not math.isfinite(loss):
-            step = tr.global_step + 1
-            raise NonFiniteLossError(f"loss is {loss} on rows {a}..{b - 1} of the global batch at "
-                                     f"step {step}; the parameters were not updated (they hold "
-                                     f"the values after step {step - 1})", step)
+        step = tr.global_step + 1
+        loss, grad = tr.checked_loss(*tr.loss_fn(out, yb, mb), step,
+                                     where=f" on rows {a}..{b - 1} of the global batch")
         n_local = int(mb.sum()) if mb is not None else len(rows)
         if n_local != n_global:
             grad = (grad.astype(np.float64) * (n_local / n_global)).astype(grad.dtype)
-        model.backward(grad)
+        tr.backward(grad, step)
         totals = Totals()
         totals.add(loss, out, yb, mb, metrics)
         return loss, totals.vector()
@@ -657,21 +655,11 @@ class DataParallel:
                                    step_no)
             e.all_ranks = True
             raise e
-        opt = tr.optimizer
-        norm = opt.grad_norm()
-        if not math.isfinite(norm):
-            e = NonFiniteLossError(f"the gradient norm is {norm} at step {step_no} (loss {loss}); "
-                                   f"the parameters were not updated", step_no)
-            e.all_ranks = True
-            raise e
-        if tr.clip_norm is not None:
-            opt.clip_grad_norm(tr.clip_norm)  # on the summed gradient, the same on every rank
         try:
-            tr.checked_update(step_no, loss)  # the same update, so the same verdict, everywhere
+            tr.finish_step(step_no, loss)  # the summed gradient: the same verdict everywhere
         except NonFiniteLossError as e:
             e.all_ranks = True
             raise
-        tr.global_step = step_no
         return loss, vec
 
     def _deterministic_step(self, X, lengths, y, index, n_global, mask, masks, step_no):

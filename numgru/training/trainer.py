@@ -8,6 +8,7 @@ a fit gives the same loss curve bit for bit: all randomness (shuffling, dropout)
 generators whose states the checkpoints carry.
 """
 
+import contextlib
 import math
 import os
 import time
@@ -89,9 +90,6 @@ class Trainer:
                             "ranks' communicator); copy its model, or a Trainer without "
                             "distributed=/deterministic=")
         return dict(self.__dict__)
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
     @property
     def rank(self):
@@ -186,56 +184,60 @@ class Trainer:
             m = mask
             if m is None and model.head == "sequence" and lengths is not None:
                 m = np.arange(out.shape[1])[None, :] < np.asarray(lengths)[:, None]
-            loss, grad = self.loss_fn(out, y, m)
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(f"loss is {loss} at step {step}; the parameters were "
-                                         f"not updated (they hold the values after step "
-                                         f"{step - 1})", step)
-            if not np.isfinite(grad).all():
-                raise NonFiniteLossError(f"the loss gradient contains NaN or Inf at step {step} "
-                                         f"(loss {loss}); the parameters were not updated", step)
-            return loss, grad
+            return self.checked_loss(*self.loss_fn(out, y, m), step)
 
-        try:
+        with _overflow_as_non_finite(step):
             if self.chunk_steps is not None and np.shape(x)[1] > self.chunk_steps:
                 out, loss = model.forward_backward_chunked(x, loss_of, self.chunk_steps, lengths)
             else:
                 out = model.forward(x, lengths=lengths, train=True)
                 loss, grad = loss_of(out)
                 model.backward(grad)
-        except NonFiniteLossError:
-            raise
-        except FloatingPointError as e:  # an overflow inside backward (GRUModel's own check)
-            raise NonFiniteLossError(f"{e} at step {step}; the parameters were not updated",
-                                     step) from None
-        norm = self.optimizer.grad_norm()
+        self.finish_step(step, loss)
+        return out, loss
+
+    # -- the parts of a step that local and data-parallel training share --
+
+    def checked_loss(self, loss, grad, step, where=""):
+        """(loss, grad) of the loss function, or NonFiniteLossError where either is NaN or
+        infinite (`where` says which rows, in data-parallel training)."""
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {loss}{where} at step {step}; the parameters were "
+                                     f"not updated (they hold the values after step "
+                                     f"{step - 1})", step)
+        if not np.isfinite(grad).all():
+            raise NonFiniteLossError(f"the loss gradient contains NaN or Inf{where} at step "
+                                     f"{step} (loss {loss}); the parameters were not updated",
+                                     step)
+        return loss, grad
+
+    def backward(self, grad, step):
+        """model.backward(grad), an overflow inside it raised as NonFiniteLossError."""
+        with _overflow_as_non_finite(step):
+            self.model.backward(grad)
+
+    def finish_step(self, step, loss):
+        """The end of every optimizer step: the gradient norm checked, the gradients clipped to
+        clip_norm, the update made unless it would make a parameter or an optimizer state value
+        NaN or infinite (Optimizer.step(check_finite=True)). NonFiniteLossError where the norm
+        or the update is not finite: the parameters and the optimizer keep their values after
+        step - 1. In data-parallel training every rank holds the same summed gradient, so every
+        rank reaches the same verdict."""
+        opt = self.optimizer
+        norm = opt.grad_norm()
         if not math.isfinite(norm):
             raise NonFiniteLossError(f"the gradient norm is {norm} at step {step} (loss {loss}); "
                                      f"the parameters were not updated", step)
         if self.clip_norm is not None:
-            self.optimizer.clip_grad_norm(self.clip_norm)
-        self.checked_update(step, loss)
-        self.global_step = step
-        return out, loss
-
-    def checked_update(self, step, loss):
-        """optimizer.step(), undone (parameters and optimizer state as they were) with
-        NonFiniteLossError where it made a parameter NaN or infinite."""
-        opt, flat = self.optimizer, getattr(self.model, "flat_params", None)
-        if flat is None or not isinstance(opt, Optimizer):
+            opt.clip_grad_norm(self.clip_norm)
+        if not isinstance(opt, Optimizer):
             opt.step()
-            return
-        ops = self.model._ops
-        before = ops.to_host(flat).copy()
-        saved = opt.state_dict()
-        opt.step()
-        if np.isfinite(ops.to_host(flat)).all():
-            return
-        self.model.set_flat_params(before)
-        opt.load_state_dict(saved)
-        raise NonFiniteLossError(f"the update at step {step} (loss {loss}, lr {opt.lr:g}) made "
-                                 f"parameters NaN or Inf; they were restored to their values "
-                                 f"after step {step - 1}", step)
+        elif not opt.step(check_finite=True):
+            raise NonFiniteLossError(f"the update at step {step} (loss {loss}, lr {opt.lr:g}) "
+                                     f"would make parameters NaN or Inf; it was not made: the "
+                                     f"parameters were not updated (they hold the values after "
+                                     f"step {step - 1})", step)
+        self.global_step = step
 
     # -- inference --
 
@@ -611,6 +613,19 @@ class _LoopState:
     def counters(self):
         return {"epoch": self.epoch, "best_value": self.best_value,
                 "best_epoch": self.best_epoch, "wait": self.wait}
+
+
+@contextlib.contextmanager
+def _overflow_as_non_finite(step):
+    """A FloatingPointError from the model (an overflow inside backward: GRUModel says so) as
+    NonFiniteLossError of this step; a NonFiniteLossError (one itself) passes unchanged."""
+    try:
+        yield
+    except NonFiniteLossError:
+        raise
+    except FloatingPointError as e:
+        raise NonFiniteLossError(f"{e} at step {step}; the parameters were not updated",
+                                 step) from None
 
 
 def _with_context(e, where, epoch, checkpoint, checkpoint_epoch):

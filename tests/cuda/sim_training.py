@@ -65,3 +65,48 @@ def test_optimizer_kernels_match_the_host_loops(make):
     np.testing.assert_allclose(p_dev.copy_to_host(), p_host, rtol=1e-13, atol=1e-15)
     dev.zero_grad()
     assert not g_dev.copy_to_host().any()
+
+
+
+@pytest.mark.parametrize("p_value,g_value", [(1.0, -3e38), (3.4e38, -3.4e38)])
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_checked_update_kernels_refuse_what_would_overflow(kind, p_value, g_value):
+    # float32 spans of 300 (two blocks of threads), one element (257) with a huge gradient. The
+    # truth is numpy's float32 cast of the new value in float64: SGD's parameter p - lr·g,
+    # Adam's second moment (1 - beta2)·g². The device kernel must answer as the cast says and,
+    # where it says Inf, write nothing; the host loop likewise.
+    from numba import cuda
+    p = np.full(300, p_value, np.float32)
+    g = np.full(300, 0.5, np.float32)
+    g[257] = g_value
+    with np.errstate(over="ignore"):
+        new = float(p[257]) - float(g[257]) if kind == "sgd" else (1 - 0.999) * float(g[257]) ** 2
+        finite = bool(np.isfinite(np.float32(new)))
+    make = (lambda params: ng.SGD(params, lr=1.0)) if kind == "sgd" else \
+        (lambda params: ng.Adam(params, lr=1e-3))
+    host, dev = make([("w", p.copy(), g.copy())]), make([("w", cuda.to_device(p),
+                                                             cuda.to_device(g))])
+    assert host.step(check_finite=True) is finite
+    assert dev.step(check_finite=True) is finite
+    assert host.step_count == dev.step_count == int(finite)
+    p_dev = dev.spans[0][1].copy_to_host()
+    np.testing.assert_array_equal(p_dev, host.spans[0][1])
+    if not finite:
+        np.testing.assert_array_equal(p_dev, p)  # nothing written
+
+
+def test_a_device_model_and_its_trainer_copy_into_independent_device_objects():
+    # copy.deepcopy of a model whose buffers live on the device: the copy's buffers are device
+    # arrays of its own (a write into one leaves the other), its outputs the original's bits
+    import copy
+    model = ng.GRUModel(3, 4, 2, seed=0, device="cuda")
+    opt = ng.Adam(model, lr=0.05)
+    trainer = ng.Trainer(model, opt, progress=False)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    dup = copy.deepcopy(trainer)
+    assert dup.model.device == "cuda" and dup.optimizer.spans[0][1] is not opt.spans[0][1]
+    np.testing.assert_array_equal(dup.model(x), model(x))
+    before = model.get_flat_params()
+    dup.train_step(x, np.zeros((2, 2), np.float32))
+    np.testing.assert_array_equal(model.get_flat_params(), before)
+    assert not np.array_equal(dup.model.get_flat_params(), before)

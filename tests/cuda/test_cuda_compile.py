@@ -69,6 +69,23 @@ def test_every_kernel_compiles_to_sm90_ptx(monkeypatch, dtype):
     assert len(listed) == expected == len({kernel.name for kernel in listed})
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optimizer_kernels_compile_to_sm90_ptx(monkeypatch, dtype):
+    # cuda/optim.py's kernels with the argument types optim.py launches them with (Python floats
+    # and bools for the hyperparameters, the int32 flag of the checked update)
+    compile_ptx = _compile_ptx_for_sm90(monkeypatch)
+    from numba import types as t
+    from numgru.cuda import optim as cuda_optim
+    arr, f, b, flag = getattr(t, dtype)[::1], t.float64, t.boolean, t.int32[::1]
+    signatures = {"adam": (arr,) * 4 + (f,) * 6 + (b, f, f, f, b, flag),
+                  "sgd": (arr,) * 3 + (f,) * 4 + (b, b, f, b, flag),
+                  "scale": (arr, getattr(t, dtype))}
+    assert sorted(signatures) == sorted(cuda_optim._KERNELS)
+    for name, argtypes in signatures.items():
+        ptx = compile_ptx(cuda_optim._KERNELS[name].py_func, argtypes)
+        assert ".target sm_90" in ptx and ".entry" in ptx, name
+
+
 def test_mathfn_compiles_to_its_own_float32_code(monkeypatch):
     # The kernel of tests/cuda/mathfn_device.py: in float32, e^-a is _mathfn's polynomial (no
     # libdevice exp, whose PTX uses ex2.approx) and the last division runs in float64.
