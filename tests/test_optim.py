@@ -180,3 +180,23 @@ def test_a_loaded_state_meets_the_constructors_rules():
     loaded = ng.SGD(model, lr=0.1)
     loaded.load_state_dict(state)
     assert (loaded.momentum, loaded.nesterov) == (0.5, True)
+
+
+def test_adam_with_eps_zero_divides_as_torch_does():
+    # eps=0 and a gradient of exactly zero: m / sqrt(v) is 0 / 0, NaN in torch; numgru's update
+    # gives the same NaN (no ZeroDivisionError), and the checked step refuses to store it
+    p0 = np.array([1.0, 2.0, 3.0], np.float32)
+    grad = np.array([0.5, 0.0, -0.25], np.float32)
+    tp = torch.nn.Parameter(torch.tensor(p0))
+    topt = torch.optim.Adam([tp], lr=0.1, eps=0.0)
+    tp.grad = torch.tensor(grad)
+    topt.step()
+    want = tp.detach().numpy()
+    assert np.isnan(want[1]) and np.isfinite(want[[0, 2]]).all()
+    p, g = p0.copy(), grad.copy()
+    opt = ng.Adam([("w", p, g)], lr=0.1, eps=0.0)
+    assert opt.step(check_finite=True) is False
+    np.testing.assert_array_equal(p, p0)
+    assert opt.step() is True
+    np.testing.assert_array_equal(np.isnan(p), np.isnan(want))
+    np.testing.assert_allclose(p[[0, 2]], want[[0, 2]], rtol=1e-6)
