@@ -2,7 +2,7 @@
 check, clipping, the Adam update with its finiteness check) side by side with the same step in
 torch (nn.GRU + nn.Linear on the last step, MSE, clip_grad_norm_, torch.optim.Adam), float32,
 in one process, calls interleaved in rounds. Also the optimizer update alone, with and without
-numgru's finiteness check (`Optimizer.step(check_finite=True)`).
+numgru's finiteness check (`Optimizer.next_step_is_finite()`, which the Trainer asks first).
 
 Both engines start from the same weights, and one step of each must give the same loss and the
 same updated weights (to float32 tolerance) before anything is timed.
@@ -11,7 +11,6 @@ same updated weights (to float32 tolerance) before anything is timed.
 """
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -97,8 +96,8 @@ def bench(name, repeat, torch):
 
     fns = {"numgru_step": lambda: trainer.train_step(x, y), "torch_step": torch_step,
            "adam_update": opt.step}
-    if "check_finite" in inspect.signature(opt.step).parameters:
-        fns["adam_update_checked"] = lambda: opt.step(check_finite=True)
+    if hasattr(opt, "next_step_is_finite"):  # the Trainer's step: the check, then the update
+        fns["adam_update_checked"] = lambda: opt.next_step_is_finite() and opt.step()
     rounds, t = 3, {k: [] for k in fns}
     for _ in range(rounds):
         for key, fn in fns.items():

@@ -307,17 +307,17 @@ class Optimizer:
             else:
                 g[...] = 0
 
-    def step(self, check_finite=False):
-        """One update of every parameter from its current gradient; returns True. With
-        check_finite=True, an update that would make a parameter or a state value NaN or
-        infinite (an overflow: a learning rate or gradient far too large) is not made: nothing
-        changes, step_count included, and step returns False. The check is a pass over the
-        spans before the update, which writes nothing."""
-        if check_finite and not self._update(write=False):
-            return False
+    def step(self):
+        """One update of every parameter from its current gradient."""
         self._update(write=True)
         self.step_count += 1
-        return True
+
+    def next_step_is_finite(self):
+        """Whether step() now would leave every parameter and state value finite (False where
+        it would store NaN or Inf: a learning rate or gradient far too large). A pass over the
+        spans with step's own arithmetic that writes nothing; the Trainer asks it before every
+        step, and steps only where it answers True."""
+        return self._update(write=False)
 
     def _update(self, write):
         """Apply the update (write=True), or only tell whether every new value would be finite

@@ -219,7 +219,7 @@ class Trainer:
     def finish_step(self, step, loss):
         """The end of every optimizer step: the gradient norm checked, the gradients clipped to
         clip_norm, the update made unless it would make a parameter or an optimizer state value
-        NaN or infinite (Optimizer.step(check_finite=True)). NonFiniteLossError where the norm
+        NaN or infinite (Optimizer.next_step_is_finite). NonFiniteLossError where the norm
         or the update is not finite: the parameters and the optimizer keep their values after
         step - 1. In data-parallel training every rank holds the same summed gradient, so every
         rank reaches the same verdict."""
@@ -230,13 +230,12 @@ class Trainer:
                                      f"the parameters were not updated", step)
         if self.clip_norm is not None:
             opt.clip_grad_norm(self.clip_norm)
-        if not isinstance(opt, Optimizer):
-            opt.step()
-        elif not opt.step(check_finite=True):
+        if isinstance(opt, Optimizer) and not opt.next_step_is_finite():
             raise NonFiniteLossError(f"the update at step {step} (loss {loss}, lr {opt.lr:g}) "
                                      f"would make parameters NaN or Inf; it was not made: the "
                                      f"parameters were not updated (they hold the values after "
                                      f"step {step - 1})", step)
+        opt.step()
         self.global_step = step
 
     # -- inference --
